@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+from django.utils import timezone
 
 
 class ChatsiteUserManager(UserManager["User"]):
@@ -51,3 +56,82 @@ class User(AbstractUser):
         """Change the role (admin, member or pending)."""
         self.role = self.Role(role)
         self.save(update_fields=["role", "is_staff", "is_superuser"])
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def live(self) -> ApiKeyQuerySet:
+        """Keys that are neither revoked nor expired."""
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiKey(models.Model):
+    """A personal key for the platform API. Only its SHA-256 digest is stored."""
+
+    PREFIX = "cs-"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    last_four = models.CharField(max_length=4)
+    allowed_models = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(
+        cls,
+        user: User,
+        name: str,
+        *,
+        allowed_models: list[str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key; the secret is returned once and never stored."""
+        secret = cls.PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            user=user,
+            name=name,
+            digest=cls.digest_of(secret),
+            last_four=secret[-4:],
+            allowed_models=allowed_models or [],
+            expires_at=expires_at,
+        )
+        return key, secret
+
+    @property
+    def masked(self) -> str:
+        return f"{self.PREFIX}…{self.last_four}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    def allows_model(self, model: str) -> bool:
+        """A key with no model list may use every model its owner may use."""
+        return not self.allowed_models or model in self.allowed_models
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])

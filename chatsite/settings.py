@@ -187,3 +187,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# Quotas per role (0 = unlimited); the same meter covers browser and API use.
+QUOTAS = {
+    "admin": {
+        "requests_per_minute": int(os.environ.get("QUOTA_ADMIN_RPM", "0")),
+        "concurrent": int(os.environ.get("QUOTA_ADMIN_CONCURRENT", "0")),
+        "tokens_per_day": int(os.environ.get("QUOTA_ADMIN_TOKENS_PER_DAY", "0")),
+    },
+    "member": {
+        "requests_per_minute": int(os.environ.get("QUOTA_MEMBER_RPM", "60")),
+        "concurrent": int(os.environ.get("QUOTA_MEMBER_CONCURRENT", "4")),
+        "tokens_per_day": int(os.environ.get("QUOTA_MEMBER_TOKENS_PER_DAY", "0")),
+    },
+}
