@@ -1,0 +1,255 @@
+"""The model catalog: what every enabled connection serves, discovered and cached in Redis.
+
+Discovery asks each enabled connection in parallel (`/api/tags` for Ollama,
+`/models` under the OpenAI base URL). A connection that fails is logged and reported in
+`Catalog.errors`; the others' models are still listed. The result is cached for
+`LLM_CATALOG_TTL` seconds (default 30) and dropped whenever a Connection is saved or
+deleted. Secrets never go to Redis: entries carry the connection id, not its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import redis
+from asgiref.sync import async_to_sync
+from django.conf import settings
+
+from llm.clients.base import describe, error_message, truncate
+from llm.errors import ModelNotFound
+from llm.http import get_client
+from llm.models import Connection
+from usage.redis import get_async_redis, get_redis
+
+log = logging.getLogger(__name__)
+
+CACHE_KEY = "llm:catalog:v1"
+DISCOVERY_TIMEOUT = 10.0
+# A miss refreshes the catalog (a model may just have been pulled), at most this often.
+MISS_REFRESH_AFTER = 5.0
+
+
+@dataclass
+class CatalogModel:
+    """One model as people see it, and where it lives."""
+
+    name: str  # public name (connection prefix + upstream name)
+    upstream_name: str
+    connection_id: int
+    connection_name: str
+    kind: str  # "ollama" or "openai": the upstream's protocol
+    size: int = 0
+    digest: str = ""
+    modified_at: str = ""  # RFC 3339, "" when unknown
+    details: dict = field(default_factory=dict)
+    capabilities: list[str] = field(default_factory=list)
+    owned_by: str = ""
+    created: int = 0  # unix seconds, 0 when unknown
+
+
+@dataclass
+class Catalog:
+    """Every model, and the connections that could not be asked (name -> message)."""
+
+    models: list[CatalogModel]
+    errors: dict[str, str]
+    fetched_at: float
+
+    def find(self, name: str) -> CatalogModel | None:
+        """The model called `name`, if listed."""
+        return next((model for model in self.models if model.name == name), None)
+
+
+async def load_catalog(refresh: bool = False) -> Catalog:
+    """The catalog, from the cache unless it is stale or `refresh` is asked."""
+    if not refresh:
+        cached = await _read_cache()
+        if cached is not None:
+            return cached
+    catalog = await discover()
+    await _write_cache(catalog)
+    return catalog
+
+
+async def list_models(refresh: bool = False) -> list[CatalogModel]:
+    """Every model of every enabled connection, in connection then upstream order."""
+    return (await load_catalog(refresh)).models
+
+
+async def resolve(name: str) -> CatalogModel:
+    """The catalog entry of a public model name; raises ModelNotFound."""
+    catalog = await load_catalog()
+    found = catalog.find(name)
+    if found is None and time.time() - catalog.fetched_at > MISS_REFRESH_AFTER:
+        found = (await load_catalog(refresh=True)).find(name)
+    if found is None:
+        raise ModelNotFound(name)
+    return found
+
+
+def load_catalog_sync(refresh: bool = False) -> Catalog:
+    """`load_catalog` for sync views."""
+    return async_to_sync(load_catalog)(refresh)
+
+
+def invalidate() -> None:
+    """Drop the cached catalog (called when a Connection changes)."""
+    try:
+        get_redis().delete(CACHE_KEY)
+    except redis.RedisError as exc:
+        log.warning("could not drop the cached model catalog: %s", exc)
+
+
+async def discover() -> Catalog:
+    """Ask every enabled connection for its models, in parallel."""
+    connections = [c async for c in Connection.objects.filter(enabled=True).order_by("pk")]
+    results = await asyncio.gather(
+        *(discover_connection(c) for c in connections), return_exceptions=True
+    )
+    models: list[CatalogModel] = []
+    errors: dict[str, str] = {}
+    seen: set[str] = set()
+    for connection, result in zip(connections, results, strict=True):
+        if isinstance(result, BaseException):
+            errors[connection.name] = str(result)
+            log.warning("model discovery failed for %s: %s", connection.name, result)
+            continue
+        for model in result:
+            if model.name in seen:  # the older connection keeps a shared name
+                continue
+            seen.add(model.name)
+            models.append(model)
+    return Catalog(models, errors, fetched_at=time.time())
+
+
+async def discover_connection(connection: Connection) -> list[CatalogModel]:
+    """The models one connection serves (allowlist applied); raises DiscoveryError."""
+    if connection.kind == Connection.Kind.OLLAMA:
+        data = await _get_json(connection, "/api/tags")
+        entries = [_from_tag(connection, item) for item in _items(data, "models")]
+    else:
+        data = await _get_json(connection, "/models")
+        entries = [_from_openai(connection, item) for item in _items(data, "data")]
+    return [entry for entry in entries if entry and connection.allows(entry.upstream_name)]
+
+
+class DiscoveryError(Exception):
+    """A connection could not be listed; the message names the URL and the reason."""
+
+
+async def probe(connection: Connection) -> str:
+    """A one-line health report of a connection ("reachable, N models, version X")."""
+    models = await discover_connection(connection)
+    version = ""
+    if connection.kind == Connection.Kind.OLLAMA:
+        try:
+            version = str((await _get_json(connection, "/api/version")).get("version", ""))
+        except DiscoveryError:
+            version = ""
+    count = f"{len(models)} model{'' if len(models) == 1 else 's'}"
+    return f"reachable, {count}" + (f", version {version}" if version else "")
+
+
+async def _get_json(connection: Connection, path: str) -> Any:
+    url = connection.root_url + path
+    try:
+        headers = connection.auth_headers()
+    except ValueError as exc:
+        raise DiscoveryError(str(exc)) from None
+    try:
+        async with asyncio.timeout(DISCOVERY_TIMEOUT):
+            response = await get_client().get(url, headers=headers)
+    except TimeoutError:
+        raise DiscoveryError(
+            f"cannot reach {url}: no answer within {DISCOVERY_TIMEOUT:g} s"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise DiscoveryError(f"cannot reach {url}: {describe(exc)}") from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code != 200:
+        message = error_message(data, fallback=response.text) or response.reason_phrase
+        raise DiscoveryError(f"{url} answered {response.status_code}: {message}")
+    if data is None:
+        raise DiscoveryError(f"{url} did not answer with JSON: {truncate(response.text, 100)}")
+    return data
+
+
+def _items(data: Any, key: str) -> list[dict]:
+    items = data.get(key) if isinstance(data, dict) else None
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _from_tag(connection: Connection, item: dict) -> CatalogModel | None:
+    upstream = item.get("name") or item.get("model")
+    if not upstream:
+        return None
+    return CatalogModel(
+        name=connection.public_name(upstream),
+        upstream_name=upstream,
+        connection_id=connection.pk,
+        connection_name=connection.name,
+        kind=connection.kind,
+        size=int(item.get("size") or 0),
+        digest=str(item.get("digest") or ""),
+        modified_at=str(item.get("modified_at") or ""),
+        details=item.get("details") if isinstance(item.get("details"), dict) else {},
+        capabilities=list(item.get("capabilities") or []),
+        owned_by=connection.name,
+    )
+
+
+def _from_openai(connection: Connection, item: dict) -> CatalogModel | None:
+    upstream = item.get("id")
+    if not upstream:
+        return None
+    created = item.get("created")
+    return CatalogModel(
+        name=connection.public_name(upstream),
+        upstream_name=upstream,
+        connection_id=connection.pk,
+        connection_name=connection.name,
+        kind=connection.kind,
+        owned_by=str(item.get("owned_by") or connection.name),
+        created=created if isinstance(created, int) else 0,
+        capabilities=["completion"],
+    )
+
+
+async def _read_cache() -> Catalog | None:
+    try:
+        raw = await get_async_redis().get(CACHE_KEY)
+    except redis.RedisError as exc:
+        log.warning("model catalog cache unavailable: %s", exc)
+        return None
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return Catalog(
+        models=[CatalogModel(**m) for m in data["models"]],
+        errors=data["errors"],
+        fetched_at=data["fetched_at"],
+    )
+
+
+async def _write_cache(catalog: Catalog) -> None:
+    ttl = int(getattr(settings, "LLM_CATALOG_TTL", 30))
+    payload = json.dumps(
+        {
+            "models": [asdict(m) for m in catalog.models],
+            "errors": catalog.errors,
+            "fetched_at": catalog.fetched_at,
+        }
+    )
+    try:
+        await get_async_redis().set(CACHE_KEY, payload, ex=max(ttl, 1))
+    except redis.RedisError as exc:
+        log.warning("could not cache the model catalog: %s", exc)

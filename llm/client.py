@@ -1,0 +1,128 @@
+"""The engine's entry points: `stream_chat` and `generate`, for both front doors.
+
+Messages and options are in Ollama's native shape; the catalog says which connection serves
+the model and in which protocol, and the protocol client translates when it must.
+Close the iterator (`aclose()`, `contextlib.aclosing`, or cancel the task) to stop: the
+upstream response is closed at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import ModuleType
+
+from llm import catalog
+from llm.clients import ollama, openai
+from llm.clients.base import run_call
+from llm.errors import LLMError, ModelNotFound
+from llm.events import Event
+from llm.models import Connection
+
+
+@dataclass
+class Target:
+    """Where a public model name is served."""
+
+    model: str
+    upstream_model: str
+    connection: Connection
+
+    @property
+    def protocol(self) -> ModuleType:
+        """The protocol client module of the connection."""
+        return ollama if self.connection.kind == Connection.Kind.OLLAMA else openai
+
+
+async def find_target(model: str) -> Target:
+    """The enabled connection serving `model`; raises ModelNotFound."""
+    entry = await catalog.resolve(model)
+    try:
+        connection = await Connection.objects.aget(pk=entry.connection_id, enabled=True)
+    except Connection.DoesNotExist:
+        raise ModelNotFound(model) from None
+    if not connection.allows(entry.upstream_name):
+        raise ModelNotFound(model)
+    return Target(model, entry.upstream_name, connection)
+
+
+def _headers(connection: Connection) -> dict[str, str]:
+    try:
+        return connection.auth_headers()
+    except ValueError as exc:  # the key was encrypted under another SECRET_KEY
+        raise LLMError(f"connection '{connection.name}': {exc}") from None
+
+
+async def stream_chat(
+    model: str,
+    messages: list[dict],
+    *,
+    options: dict | None = None,
+    tools: list | None = None,
+    format: str | dict | None = None,
+    think: bool | str | None = None,
+    keep_alive: int | float | str | None = None,
+    stream: bool = True,
+) -> AsyncIterator[Event]:
+    """Chat with `model`: yields Delta, ToolCalls and one Finished (or raises LLMError)."""
+    target = await find_target(model)
+    connection = target.connection
+    call = target.protocol.chat_call(
+        connection.root_url,
+        _headers(connection),
+        model,
+        target.upstream_model,
+        messages,
+        options=options,
+        tools=tools,
+        format=format,
+        think=think,
+        keep_alive=keep_alive,
+        stream=stream,
+    )
+    async with aclosing(run_call(call)) as events:
+        async for event in events:
+            yield event
+
+
+async def generate(
+    model: str,
+    prompt: str,
+    *,
+    suffix: str | None = None,
+    system: str | None = None,
+    template: str | None = None,
+    context: list[int] | None = None,
+    raw: bool = False,
+    images: list[str] | None = None,
+    options: dict | None = None,
+    format: str | dict | None = None,
+    think: bool | str | None = None,
+    keep_alive: int | float | str | None = None,
+    stream: bool = True,
+) -> AsyncIterator[Event]:
+    """Complete `prompt` with `model` (on an OpenAI upstream: a system + user chat)."""
+    target = await find_target(model)
+    connection = target.connection
+    call = target.protocol.generate_call(
+        connection.root_url,
+        _headers(connection),
+        model,
+        target.upstream_model,
+        prompt,
+        suffix=suffix,
+        system=system,
+        template=template,
+        context=context,
+        raw=raw,
+        images=images,
+        options=options,
+        format=format,
+        think=think,
+        keep_alive=keep_alive,
+        stream=stream,
+    )
+    async with aclosing(run_call(call)) as events:
+        async for event in events:
+            yield event

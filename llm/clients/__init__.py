@@ -1,0 +1,1 @@
+"""Protocol clients: Ollama (NDJSON) and OpenAI-compatible (SSE) upstreams."""

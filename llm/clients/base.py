@@ -1,0 +1,213 @@
+"""What both protocol clients share: sending, typed errors, timeouts and the read loop.
+
+A protocol client builds an `UpstreamCall` (URL, body, headers and a parser); `run_call`
+does the I/O and the parser turns bytes into events. Parsers are plain objects with no
+I/O, so there is exactly one async generator between the socket and the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from llm.errors import (
+    LLMError,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamInterrupted,
+    UpstreamUnavailable,
+)
+from llm.events import Event
+from llm.http import chunk_timeout, first_byte_timeout, get_client
+
+MAX_ERROR_BODY = 64 * 1024
+MAX_MESSAGE = 500
+
+
+class Parser(Protocol):
+    """Turns one response into events."""
+
+    started_ns: int
+
+    def feed(self, chunk: bytes) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+    def whole(self, data: Any) -> list[Event]: ...
+    def interrupted(self, reason: str) -> UpstreamInterrupted: ...
+
+
+@dataclass
+class UpstreamCall:
+    """One request to an upstream, ready to send."""
+
+    url: str
+    body: dict
+    headers: dict[str, str]
+    model: str  # the public name, for ModelNotFound
+    stream: bool
+    parser: Parser
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` cut to `limit` characters, marked when cut."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_message(data: Any, fallback: str = "") -> str:
+    """The message of an error body: {"error": "..."} or {"error": {"message": ...}}."""
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, str):
+            return truncate(error)
+        if isinstance(error, dict) and error.get("message"):
+            return truncate(str(error["message"]))
+        if data.get("message"):
+            return truncate(str(data["message"]))
+    return truncate(fallback)
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for a transport failure."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+async def _read_body(response: httpx.Response, limit: int) -> bytes:
+    body = b""
+    async with asyncio.timeout(chunk_timeout()):
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= limit:
+                break  # never hold a huge error page in memory
+    return body
+
+
+async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None:
+    """Raise the typed error of a non-2xx response."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location", "?")
+        raise UpstreamError(
+            status,
+            f"{call.url} redirects to {truncate(location, 200)}; redirects are not "
+            "followed, fix the connection's base URL",
+        )
+    try:
+        raw = await _read_body(response, MAX_ERROR_BODY)
+    except (httpx.HTTPError, TimeoutError):
+        raw = b""
+    text = raw.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    message = error_message(data, fallback=text) or response.reason_phrase or "error"
+    if status == 404 and "model" in message.lower():
+        raise ModelNotFound(call.model)
+    if status in (401, 403):
+        message = (
+            f"the upstream refused the credentials (check the connection's API key): {message}"
+        )
+    raise UpstreamError(status, message)
+
+
+@asynccontextmanager
+async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
+    """Send `call` and yield its 2xx response; closes it (and the socket, if unread) on exit."""
+    client = get_client()
+    request = client.build_request(
+        "POST",
+        call.url,
+        content=json.dumps(call.body).encode(),
+        headers={"Content-Type": "application/json", **call.headers},
+    )
+    wait = first_byte_timeout()
+    call.parser.started_ns = time.perf_counter_ns()
+    try:
+        async with asyncio.timeout(wait):
+            response = await client.send(request, stream=True)
+    except TimeoutError:
+        raise UpstreamUnavailable(call.url, f"no response within {wait:g} s") from None
+    except httpx.ConnectTimeout:
+        raise UpstreamUnavailable(call.url, "timed out connecting") from None
+    except httpx.PoolTimeout:
+        raise UpstreamUnavailable(call.url, "too many concurrent upstream requests") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(call.url, describe(exc)) from None
+    try:
+        if not 200 <= response.status_code < 300:
+            await raise_for_status(response, call)
+        yield response
+    finally:
+        await response.aclose()
+
+
+async def run_call(call: UpstreamCall) -> AsyncIterator[Event]:
+    """Send `call` and yield its events; errors are typed (llm.errors)."""
+    async with open_response(call) as response:
+        if not call.stream:
+            for event in call.parser.whole(await _whole_json(response, call)):
+                yield event
+            return
+        chunks = response.aiter_bytes()
+        limit = chunk_timeout()
+        parser = call.parser
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise parser.interrupted(f"no data from {call.url} for {limit:g} s") from None
+            except httpx.HTTPError as exc:
+                raise parser.interrupted(describe(exc)) from None
+            for event in parser.feed(chunk):
+                yield event
+        for event in parser.finish():
+            yield event
+
+
+async def _whole_json(response: httpx.Response, call: UpstreamCall) -> Any:
+    try:
+        raw = await _read_body(response, 2**31)
+    except TimeoutError:
+        raise call.parser.interrupted(
+            f"no data from {call.url} for {chunk_timeout():g} s"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise call.parser.interrupted(describe(exc)) from None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise UpstreamError(502, f"{call.url} sent a response that is not JSON") from None
+
+
+class TurnState:
+    """What a parser remembers about the reply so far."""
+
+    def __init__(self, prompt_estimate: int) -> None:
+        self.prompt_estimate = prompt_estimate
+        self.started_ns = time.perf_counter_ns()
+        self.first_ns: int | None = None
+        self.text: list[str] = []
+        self.produced = False  # any event yielded yet
+
+    def interrupted(self, reason: str) -> UpstreamInterrupted:
+        """The error for a stream that broke after it started."""
+        return UpstreamInterrupted("".join(self.text), reason)
+
+    def in_band_error(self, message: str) -> LLMError:
+        """An error the upstream reported inside a 200 response."""
+        if self.produced:
+            return UpstreamInterrupted("".join(self.text), message)
+        return UpstreamError(500, message)

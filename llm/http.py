@@ -1,0 +1,73 @@
+"""The one place that holds HTTP clients for upstreams: a pooled httpx.AsyncClient per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import httpx
+from django.conf import settings
+
+# httpx's default pool (100 connections, 5 s pool timeout) silently stalls stream 101.
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_KEEPALIVE = 100
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def connect_timeout() -> float:
+    """Seconds to open a TCP connection to an upstream."""
+    return float(getattr(settings, "LLM_CONNECT_TIMEOUT", 5.0))
+
+
+def first_byte_timeout() -> float:
+    """Seconds to wait for a response to start (models may have to load first)."""
+    return float(getattr(settings, "LLM_FIRST_BYTE_TIMEOUT", 300.0))
+
+
+def chunk_timeout() -> float:
+    """Seconds allowed between two pieces of a streamed body."""
+    return float(getattr(settings, "LLM_CHUNK_TIMEOUT", 120.0))
+
+
+def _new_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=int(getattr(settings, "LLM_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+        max_keepalive_connections=int(
+            getattr(settings, "LLM_MAX_KEEPALIVE", DEFAULT_MAX_KEEPALIVE)
+        ),
+        keepalive_expiry=30,
+    )
+    # The read timeout here is only a backstop: first byte and between-chunk waits differ,
+    # so the clients enforce both themselves with asyncio.timeout.
+    timeout = httpx.Timeout(
+        connect=connect_timeout(),
+        read=max(first_byte_timeout(), chunk_timeout()) + 5,
+        write=30.0,
+        pool=30.0,
+    )
+    return httpx.AsyncClient(
+        limits=limits,
+        timeout=timeout,
+        follow_redirects=False,  # connection URLs come from admins; never wander off them
+        trust_env=False,
+        headers={"User-Agent": "chatsite-llm"},
+    )
+
+
+def get_client() -> httpx.AsyncClient:
+    """The pooled client of the running event loop."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = _clients[loop] = _new_client()
+    return client
+
+
+async def close_client() -> None:
+    """Close the running loop's client (tests and shutdown)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()

@@ -1,0 +1,102 @@
+"""Upstream connections configured by admins."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from django.core.validators import URLValidator
+from django.db import models
+
+from llm import crypto
+
+
+class Connection(models.Model):
+    """An upstream model server (Ollama or OpenAI-compatible) the engine may call."""
+
+    class Kind(models.TextChoices):
+        OLLAMA = "ollama", "Ollama"
+        OPENAI = "openai", "OpenAI-compatible"
+
+    name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OLLAMA)
+    base_url = models.CharField(
+        max_length=500,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Ollama: http://host:11434. OpenAI-compatible: the URL ending in /v1.",
+    )
+    api_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    api_key_last4 = models.CharField(max_length=4, blank=True, default="", editable=False)
+    enabled = models.BooleanField(default=True)
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Upstream model names or patterns (llama*); empty allows every model.",
+    )
+    prefix = models.CharField(
+        max_length=32, blank=True, default="", help_text='Prepended to model names, e.g. "lab/".'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        _invalidate_catalog()
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        result = super().delete(*args, **kwargs)
+        _invalidate_catalog()
+        return result
+
+    @property
+    def api_key(self) -> str:
+        """The plain API key ("" when none)."""
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(value)
+        self.api_key_last4 = value[-4:] if len(value) >= 8 else ""
+
+    @property
+    def api_key_hint(self) -> str:
+        """What a page may show of the key."""
+        if not self.api_key_encrypted:
+            return "none"
+        return f"…{self.api_key_last4}" if self.api_key_last4 else "set"
+
+    @property
+    def root_url(self) -> str:
+        """The base URL without a trailing slash."""
+        return self.base_url.rstrip("/")
+
+    def allows(self, upstream_name: str) -> bool:
+        """True when the allowlist (empty = everything) admits this upstream model."""
+        if not self.allowed_models:
+            return True
+        return any(fnmatchcase(upstream_name, pattern) for pattern in self.allowed_models)
+
+    def public_name(self, upstream_name: str) -> str:
+        """The catalog name people use for an upstream model."""
+        return f"{self.prefix}{upstream_name}"
+
+    def upstream_name(self, public_name: str) -> str:
+        """The inverse of `public_name`."""
+        return public_name.removeprefix(self.prefix)
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate the engine to this upstream."""
+        key = self.api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _invalidate_catalog() -> None:
+    from llm.catalog import invalidate  # the catalog imports this module
+
+    invalidate()
