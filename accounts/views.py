@@ -42,6 +42,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password")
 def login_view(request: HttpRequest) -> HttpResponse:
     """Sign in, refusing further attempts once a username or address has failed too often."""
+    if request.method == "GET" and not services.User.objects.exists():
+        return redirect("accounts:signup")  # a new install: the first account becomes admin
     form = LoginForm(request, data=request.POST or None)
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if request.method == "POST":

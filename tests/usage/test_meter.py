@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+
+from accounts.models import User
+from tests.conftest import make_user
+from usage.models import Generation
+from usage.services import Refused, admit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIGHT = {
+    "member": {"requests_per_minute": 3, "concurrent": 2, "tokens_per_day": 100},
+    "admin": {"requests_per_minute": 0, "concurrent": 0, "tokens_per_day": 0},
+}
+
+
+@pytest.fixture
+async def person() -> User:
+    return await sync_to_async(make_user)("mia")
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_charging_writes_one_ledger_row_and_frees_the_slot(person: User) -> None:
+    admission = await admit(person, door="web")
+    row = await admission.charge(model="m", connection="c", prompt_tokens=5, completion_tokens=7)
+    assert row is not None and row.total_tokens == 12 and row.door == "web"
+    assert await admission.charge(model="m") is None  # a second charge is a no-op
+    assert await Generation.objects.acount() == 1
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_concurrent_generations_beyond_the_limit_are_refused(person: User) -> None:
+    first = await admit(person, door="api")
+    await admit(person, door="api")
+    with pytest.raises(Refused) as refused:
+        await admit(person, door="api")
+    assert refused.value.kind == "concurrency" and not refused.value.is_quota
+    await first.charge(model="m")
+    await admit(person, door="api")
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_requests_per_minute_are_counted_across_doors(person: User) -> None:
+    for door in ("web", "api", "web"):
+        admission = await admit(person, door=door)
+        await admission.charge(model="m")
+    with pytest.raises(Refused) as refused:
+        await admit(person, door="api")
+    assert refused.value.kind == "rate"
+    assert 1 <= refused.value.retry_after <= 60
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_a_spent_daily_budget_is_a_quota_refusal(person: User) -> None:
+    admission = await admit(person, door="web")
+    await admission.charge(model="m", prompt_tokens=60, completion_tokens=40)
+    with pytest.raises(Refused) as refused:
+        await admit(person, door="web")
+    assert refused.value.is_quota
+    assert "daily token quota" in refused.value.message
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_admission_is_atomic_under_a_burst(person: User) -> None:
+    results = await asyncio.gather(
+        *(admit(person, door="api") for _ in range(10)), return_exceptions=True
+    )
+    admitted = [r for r in results if not isinstance(r, Exception)]
+    assert len(admitted) == 2
+    assert all(isinstance(r, Refused) for r in results if r not in admitted)
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_admins_have_no_limits_by_default() -> None:
+    boss = await sync_to_async(make_user)("ada", role=User.Role.ADMIN)
+    for _ in range(10):
+        await admit(boss, door="api")
