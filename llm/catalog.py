@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -72,6 +73,21 @@ async def load_catalog(refresh: bool = False) -> Catalog:
         cached = await _read_cache()
         if cached is not None:
             return cached
+    # One discovery per loop at a time: a burst of requests on a cold cache shares it.
+    loop = asyncio.get_running_loop()
+    task = _discoveries.get(loop)
+    if task is None:
+        task = _discoveries[loop] = loop.create_task(_discover_and_cache())
+        task.add_done_callback(lambda _: _discoveries.pop(loop, None))
+    return await asyncio.shield(task)
+
+
+_discoveries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Catalog]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _discover_and_cache() -> Catalog:
     catalog = await discover()
     await _write_cache(catalog)
     return catalog
@@ -84,13 +100,37 @@ async def list_models(refresh: bool = False) -> list[CatalogModel]:
 
 async def resolve(name: str) -> CatalogModel:
     """The catalog entry of a public model name; raises ModelNotFound."""
+    return (await _find(name))[0]
+
+
+async def resolve_connection(name: str) -> tuple[CatalogModel, Connection]:
+    """The catalog entry of a model and its enabled Connection; raises ModelNotFound."""
+    entry, catalog = await _find(name)
+    cached = _connections.get(entry.connection_id)
+    if cached is not None and cached[0] == catalog.fetched_at:
+        return entry, cached[1]
+    try:
+        connection = await Connection.objects.aget(pk=entry.connection_id, enabled=True)
+    except Connection.DoesNotExist:
+        raise ModelNotFound(name) from None
+    # Rows are reused while the catalog they were read under is current: saving a
+    # Connection drops the catalog, so the next one carries a new stamp.
+    _connections[entry.connection_id] = (catalog.fetched_at, connection)
+    return entry, connection
+
+
+_connections: dict[int, tuple[float, Connection]] = {}
+
+
+async def _find(name: str) -> tuple[CatalogModel, Catalog]:
     catalog = await load_catalog()
     found = catalog.find(name)
     if found is None and time.time() - catalog.fetched_at > MISS_REFRESH_AFTER:
-        found = (await load_catalog(refresh=True)).find(name)
+        catalog = await load_catalog(refresh=True)
+        found = catalog.find(name)
     if found is None:
         raise ModelNotFound(name)
-    return found
+    return found, catalog
 
 
 def load_catalog_sync(refresh: bool = False) -> Catalog:

@@ -37,11 +37,7 @@ class Target:
 
 async def find_target(model: str) -> Target:
     """The enabled connection serving `model`; raises ModelNotFound."""
-    entry = await catalog.resolve(model)
-    try:
-        connection = await Connection.objects.aget(pk=entry.connection_id, enabled=True)
-    except Connection.DoesNotExist:
-        raise ModelNotFound(model) from None
+    entry, connection = await catalog.resolve_connection(model)
     if not connection.allows(entry.upstream_name):
         raise ModelNotFound(model)
     return Target(model, entry.upstream_name, connection)

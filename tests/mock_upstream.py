@@ -184,6 +184,7 @@ class MockUpstream:
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(5)
+        self._loop = self._thread = None
 
     def __enter__(self) -> MockUpstream:
         return self.start()
@@ -515,7 +516,7 @@ class MockUpstream:
             raise
         finally:
             record.finished_at = time.monotonic()
-            watcher.cancel()
+            await _stop_watching(watcher)
 
     async def _stream(
         self,
@@ -571,7 +572,7 @@ class MockUpstream:
             raise
         finally:
             record.finished_at = record.finished_at or time.monotonic()
-            watcher.cancel()
+            await _stop_watching(watcher)
             self._notify()
 
     def _record(self, request: Received) -> StreamRecord:
@@ -592,6 +593,13 @@ async def _watch_eof(reader: asyncio.StreamReader) -> float:
     while await reader.read(65536):
         pass
     return time.monotonic()
+
+
+async def _stop_watching(watcher: asyncio.Future) -> None:
+    """Cancel the EOF watcher and wait until it has let go of the reader."""
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _pause(watcher: asyncio.Future, seconds: float) -> None:
