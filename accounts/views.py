@@ -36,7 +36,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     first = not services.User.objects.exists()
     mode = "open" if first else settings.SIGNUP_MODE
-    return render(request, "accounts/signup.html", {"form": form, "signup_mode": mode})
+    context = {"form": form, "signup_mode": mode, "first": first}
+    return render(request, "accounts/signup.html", context)
 
 
 @sensitive_post_parameters("password")
