@@ -9,6 +9,7 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("accounts/", include("accounts.urls")),
     path("staff/", include("accounts.staff_urls")),
+    path("keys/", include("accounts.key_urls")),
     path("django-admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("llm.urls")),

@@ -1,0 +1,55 @@
+"""The decorator every API view wears: method check, key auth, errors in the door's shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+
+from django.http import HttpRequest, HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.models import ApiKey
+from api.auth import authenticate
+from api.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+View = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
+    """An async API view called as `view(request, key, ...)`; never a bare 500 or HTML page.
+
+    Key auth, no cookies: CSRF does not apply, and the session is never read.
+    """
+
+    def wrap(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        async def run(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+            try:
+                if request.method not in methods:
+                    allowed = ", ".join(methods)
+                    raise ApiError(
+                        405,
+                        f"method {request.method} not allowed here; use {allowed}",
+                        headers={"Allow": allowed},
+                    )
+                key: ApiKey = await authenticate(request, openai=openai)
+                return await view(request, key, *args, **kwargs)
+            except ApiError as exc:
+                return exc.openai_response() if openai else exc.ollama_response()
+            except Exception:
+                log.exception("API request %s failed", getattr(request, "request_id", "?"))
+                error = ApiError(
+                    500,
+                    f"internal error; quote request id {getattr(request, 'request_id', '?')}",
+                    code="server_error",
+                    type="server_error",
+                )
+                return error.openai_response() if openai else error.ollama_response()
+
+        return run
+
+    return wrap

@@ -1,0 +1,266 @@
+"""The Ollama-native door: /api/chat, /api/generate, /api/tags, /api/show, /api/version, /api/ps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from accounts.models import ApiKey
+from api import ndjson, validation
+from api.endpoint import endpoint
+from api.errors import JSON, ApiError, from_engine, in_stream
+from api.ndjson import NDJSON, Lines
+from api.relay import Relay, begin, find_model, prompt_estimate
+from llm.catalog import CatalogModel, list_models
+from llm.client import generate as engine_generate
+from llm.client import stream_chat
+from llm.errors import LLMError
+from llm.events import Delta, ToolCall, ToolCalls
+from llm.tokens import estimate_prompt_tokens
+
+# The Ollama API version this door speaks; some clients gate features on it.
+OLLAMA_VERSION = "0.12.3"
+
+
+def json_response(body: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(ndjson.dumps(body), status=status, content_type=JSON)
+
+
+def ndjson_response(lines: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(lines, content_type=NDJSON)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold the tokens back
+    return response
+
+
+def _model_name(body: dict) -> str:
+    model = body.get("model") or ""
+    if not model:
+        raise ApiError(400, "model is required", param="model")
+    return model
+
+
+def _check_common(body: dict) -> None:
+    validation.check_options(body.get("options"))
+    validation.check_think(body.get("think"))
+    validation.check_keep_alive(body.get("keep_alive"))
+    validation.check_top_logprobs(body)
+
+
+@endpoint("POST", openai=False)
+async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHttpResponse:
+    """POST /api/chat: NDJSON unless `"stream": false`."""
+    body = validation.read_body(request, "ChatRequest")
+    validation.check_fields(body, validation.CHAT_FIELDS, "ChatRequest")
+    model = _model_name(body)
+    messages = validation.check_messages(body.get("messages") or [])
+    _check_common(body)
+    format = validation.check_format(body.get("format"))
+    entry = await find_model(key, model, openai=False)
+    validation.check_capabilities(entry, tools=body.get("tools"), think=body.get("think"))
+    stream = body.get("stream") is not False
+    lines = Lines(model, chat=True)
+    if not messages:
+        return _load_answer(lines, body, stream)
+    relay = await begin(
+        key,
+        entry,
+        lambda: stream_chat(
+            model,
+            messages,
+            options=body.get("options"),
+            tools=body.get("tools"),
+            format=format,
+            think=body.get("think"),
+            keep_alive=body.get("keep_alive"),
+            stream=stream,
+        ),
+        openai=False,
+        prompt_estimate=estimate_prompt_tokens(messages),
+    )
+    if stream:
+        return ndjson_response(encode(relay, lines, context=False))
+    return json_response(await whole(relay, lines, context=False))
+
+
+@endpoint("POST", openai=False)
+async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHttpResponse:
+    """POST /api/generate: a prompt completion, NDJSON unless `"stream": false`."""
+    body = validation.read_body(request, "GenerateRequest")
+    validation.check_fields(body, validation.GENERATE_FIELDS, "GenerateRequest")
+    model = _model_name(body)
+    _check_common(body)
+    validation.check_images(body.get("images"))
+    format = validation.check_format(body.get("format"))
+    raw = bool(body.get("raw"))
+    if raw and (body.get("template") or body.get("system") or body.get("context")):
+        raise ApiError(400, "raw mode does not support template, system, or context")
+    entry = await find_model(key, model, openai=False)
+    validation.check_capabilities(entry, tools=None, think=body.get("think"))
+    stream = body.get("stream") is not False
+    lines = Lines(model, chat=False)
+    prompt = body.get("prompt") or ""
+    if not prompt and not body.get("images"):
+        return _load_answer(lines, body, stream)
+    relay = await begin(
+        key,
+        entry,
+        lambda: engine_generate(
+            model,
+            prompt,
+            suffix=body.get("suffix"),
+            system=body.get("system"),
+            template=body.get("template"),
+            context=body.get("context"),
+            raw=raw,
+            images=body.get("images"),
+            options=body.get("options"),
+            format=format,
+            think=body.get("think"),
+            keep_alive=body.get("keep_alive"),
+            stream=stream,
+        ),
+        openai=False,
+        prompt_estimate=prompt_estimate(prompt, body.get("system") or ""),
+    )
+    if stream:
+        return ndjson_response(encode(relay, lines, context=not raw))
+    return json_response(await whole(relay, lines, context=not raw))
+
+
+def _load_answer(lines: Lines, body: dict, stream: bool) -> HttpResponse:
+    """An empty turn loads the model (or unloads it with keep_alive 0), as Ollama answers."""
+    answer = lines.base(done=True)
+    answer["done_reason"] = "unload" if body.get("keep_alive") in (0, "0", "0s") else "load"
+    if stream:
+        return HttpResponse(ndjson.dumps(answer) + b"\n", content_type=NDJSON)
+    return json_response(answer)
+
+
+async def encode(relay: Relay, lines: Lines, *, context: bool) -> AsyncIterator[bytes]:
+    """The NDJSON lines of a started generation; an error once started is one last line."""
+    error: BaseException | None = None
+    try:
+        async for event in relay:
+            if isinstance(event, Delta):
+                if event.text or event.thinking:
+                    yield lines.delta(event.text, event.thinking)
+            elif isinstance(event, ToolCalls):
+                yield lines.tool_calls(event.calls)
+        yield lines.final(relay.finished, relay.clock, context=context)
+    except LLMError as exc:
+        yield ndjson.error_line(in_stream(exc, relay.model, openai=False).message)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await relay.close(error)  # a no-op unless the client left before the relay began
+
+
+async def whole(relay: Relay, lines: Lines, *, context: bool) -> dict:
+    """The one JSON object of a `"stream": false` request (errors stay non-2xx)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    try:
+        async for event in relay:
+            if isinstance(event, Delta):
+                text.append(event.text)
+                thinking.append(event.thinking)
+            elif isinstance(event, ToolCalls):
+                calls.extend(event.calls)
+    except LLMError as exc:
+        raise from_engine(exc, relay.model, openai=False) from None
+    answer = lines.final_object(relay.finished, relay.clock, context=context)
+    reply = answer["message"] if lines.chat else answer
+    reply["content" if lines.chat else "response"] = "".join(text)
+    if any(thinking):
+        reply["thinking"] = "".join(thinking)
+    if calls:
+        reply["tool_calls"] = [ndjson.tool_call(call, i) for i, call in enumerate(calls)]
+    return answer
+
+
+def _tag(entry: CatalogModel) -> dict:
+    return {
+        "name": entry.name,
+        "model": entry.name,
+        "modified_at": entry.modified_at or "1970-01-01T00:00:00Z",
+        "size": entry.size,
+        "digest": entry.digest,
+        "details": _details(entry),
+        "capabilities": entry.capabilities,
+    }
+
+
+def _details(entry: CatalogModel) -> dict:
+    defaults = {
+        "parent_model": "",
+        "format": "",
+        "family": "",
+        "families": None,
+        "parameter_size": "",
+        "quantization_level": "",
+    }
+    return {**defaults, **entry.details}
+
+
+async def _visible_models(key: ApiKey) -> list[CatalogModel]:
+    try:
+        models = await list_models()
+    except LLMError as exc:
+        raise from_engine(exc, "*", openai=False) from None
+    return [entry for entry in models if key.allows_model(entry.name)]
+
+
+@endpoint("GET", "HEAD", openai=False)
+async def tags(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """GET /api/tags: the models this key may use."""
+    return json_response({"models": [_tag(entry) for entry in await _visible_models(key)]})
+
+
+@endpoint("POST", openai=False)
+async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """POST /api/show: what the catalog knows of a model (`model_info` always present)."""
+    body = validation.read_body(request, "ShowRequest")
+    validation.check_fields(body, validation.SHOW_FIELDS, "ShowRequest")
+    name = body.get("model") or body.get("name") or ""
+    if not name:
+        raise ApiError(400, "model is required", param="model")
+    entry = await find_model(key, name, openai=False)
+    details = _details(entry)
+    model_info = {"general.architecture": details["family"]} if details["family"] else {}
+    return json_response(
+        {
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "details": details,
+            "model_info": model_info,
+            "capabilities": entry.capabilities or ["completion"],
+            "modified_at": entry.modified_at or "1970-01-01T00:00:00Z",
+        }
+    )
+
+
+@endpoint("GET", "HEAD", openai=False)
+async def version(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """GET /api/version."""
+    return json_response({"version": OLLAMA_VERSION})
+
+
+@endpoint("GET", openai=False)
+async def ps(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """GET /api/ps: the engine does not track loaded models, so none are listed."""
+    return json_response({"models": []})
+
+
+@endpoint("POST", openai=False)
+async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """POST /api/embed: not offered yet (the engine has no embeddings call)."""
+    body = validation.read_body(request, "EmbedRequest")
+    model = body.get("model")
+    if isinstance(model, str) and model:
+        await find_model(key, model, openai=False)
+    raise ApiError(501, "embeddings are not supported by this server yet")

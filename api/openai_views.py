@@ -1,0 +1,177 @@
+"""The OpenAI-compatible door: /v1/chat/completions and /v1/models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from accounts.models import ApiKey
+from api import sse
+from api.endpoint import endpoint
+from api.errors import JSON, ApiError, from_engine, in_stream
+from api.relay import Relay, begin, find_model
+from api.sse import EVENT_STREAM, Events
+from llm.catalog import CatalogModel, list_models
+from llm.client import stream_chat
+from llm.errors import InvalidRequest, LLMError
+from llm.events import Delta, ToolCall, ToolCalls
+from llm.tokens import estimate_prompt_tokens
+from llm.translate import openai_request_to_native
+
+_NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_OBJECTS = ("stream_options", "response_format", "reasoning", "metadata", "logit_bias")
+
+
+def json_response(body: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON)
+
+
+def read_body(request: HttpRequest) -> dict:
+    """The JSON object of the request, with the types the translation relies on checked."""
+    raw = request.body
+    if not raw.strip():
+        raise ApiError(400, "missing request body")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    for name in _NUMBERS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ApiError(400, f"'{name}' must be a number", param=name)
+    for name in _OBJECTS:
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise ApiError(400, f"'{name}' must be an object", param=name)
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise ApiError(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    schema = (body.get("response_format") or {}).get("json_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise ApiError(
+            400, "'response_format.json_schema' must be an object", param="response_format"
+        )
+    effort = body.get("reasoning_effort", (body.get("reasoning") or {}).get("effort"))
+    if effort is not None and not isinstance(effort, str):
+        raise ApiError(400, "'reasoning_effort' must be a string", param="reasoning_effort")
+    return body
+
+
+@endpoint("POST", openai=True)
+async def chat_completions(
+    request: HttpRequest, key: ApiKey
+) -> HttpResponse | StreamingHttpResponse:
+    """POST /v1/chat/completions: SSE with `"stream": true`, one chat.completion otherwise."""
+    body = read_body(request)
+    try:
+        native = openai_request_to_native(body)
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.message, param=exc.param) from None
+    except (TypeError, AttributeError, ValueError, KeyError):
+        # A shape the translation did not expect is still the caller's mistake, not a 500.
+        raise ApiError(400, "the request body does not match the chat completions schema") from None
+    tools = None if body.get("tool_choice") == "none" else native.tools
+    entry = await find_model(key, native.model, openai=True)
+    relay = await begin(
+        key,
+        entry,
+        lambda: stream_chat(
+            native.model,
+            native.messages,
+            options=native.options or None,
+            tools=tools or None,
+            format=native.format,
+            think=native.think,
+            stream=native.stream,
+        ),
+        openai=True,
+        prompt_estimate=estimate_prompt_tokens(native.messages),
+    )
+    if not native.stream:
+        return json_response(await whole(relay, native.model))
+    response = StreamingHttpResponse(
+        encode(relay, Events(native.model, include_usage=native.include_usage)),
+        content_type=EVENT_STREAM,
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold the events back
+    return response
+
+
+async def encode(relay: Relay, events: Events) -> AsyncIterator[bytes]:
+    """The SSE events of a started completion; an error once started is one last event."""
+    error: BaseException | None = None
+    called_tools = False
+    try:
+        yield events.role()
+        async for event in relay:
+            if isinstance(event, Delta):
+                if event.thinking:
+                    yield events.reasoning(event.thinking)
+                if event.text:
+                    yield events.content(event.text)
+            elif isinstance(event, ToolCalls):
+                called_tools = True
+                yield events.tool_calls(event.calls)
+        yield events.finish(sse.finish_reason(relay.finished, called_tools))
+        if events.include_usage:
+            yield events.usage(relay.finished)
+        yield sse.DONE
+    except LLMError as exc:
+        yield sse.error_event(in_stream(exc, relay.model, openai=True).openai_body())
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await relay.close(error)  # a no-op unless the client left before the relay began
+
+
+async def whole(relay: Relay, model: str) -> dict:
+    """The chat.completion of a non-streaming request (errors stay non-2xx)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    try:
+        async for event in relay:
+            if isinstance(event, Delta):
+                text.append(event.text)
+                thinking.append(event.thinking)
+            elif isinstance(event, ToolCalls):
+                calls.extend(event.calls)
+    except LLMError as exc:
+        raise from_engine(exc, relay.model, openai=True) from None
+    return sse.completion(
+        model, text="".join(text), thinking="".join(thinking), calls=calls, finished=relay.finished
+    )
+
+
+def _model(entry: CatalogModel) -> dict:
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": entry.created or 0,
+        "owned_by": entry.owned_by or entry.connection_name,
+    }
+
+
+@endpoint("GET", openai=True)
+async def models(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """GET /v1/models: the models this key may use (`data` is always an array)."""
+    try:
+        entries = await list_models()
+    except LLMError as exc:
+        raise from_engine(exc, "*", openai=True) from None
+    data = [_model(entry) for entry in entries if key.allows_model(entry.name)]
+    return json_response({"object": "list", "data": data})
+
+
+@endpoint("GET", openai=True)
+async def model(request: HttpRequest, key: ApiKey, model_id: str) -> HttpResponse:
+    """GET /v1/models/{id}; ids may contain `:` and `/`."""
+    return json_response(_model(await find_model(key, model_id, openai=True)))

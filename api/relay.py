@@ -1,0 +1,170 @@
+"""One admitted generation: the engine's events, primed, relayed, and charged exactly once.
+
+The first event is awaited before any byte goes out, so an engine error at the start still
+gets its real status code. Whatever ends the relay (the last event, an error, the client
+hanging up, which Django turns into a cancellation or a close of the iterator), `finally`
+closes the engine stream (cancelling the upstream request) and charges the meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from accounts.models import ApiKey
+from api.auth import check_model
+from api.errors import from_engine, from_refusal, model_not_found
+from api.ndjson import Clock
+from llm.catalog import CatalogModel, resolve
+from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
+from llm.events import Delta, Event, Finished, ToolCalls
+from llm.tokens import estimate_tokens
+from usage.models import Generation
+from usage.services import Admission, Refused, admit
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """The events of one generation, with what the meter needs to know about them."""
+
+    def __init__(
+        self,
+        admission: Admission,
+        events: AsyncIterator[Event],
+        *,
+        model: str,
+        connection: str,
+        prompt_estimate: int,
+        clock: Clock,
+    ) -> None:
+        self.clock = clock
+        self.admission = admission
+        self.events = events
+        self.model = model
+        self.connection = connection
+        self.prompt_estimate = prompt_estimate
+        self.finished: Finished | None = None
+        self.chars = 0
+        self._first: Event | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Wait for the first event; an engine error raises here and is charged as failed."""
+        try:
+            self._first = await anext(self.events)
+            self._note(self._first)
+        except StopAsyncIteration:
+            self._first = None
+        except BaseException as exc:
+            await self.close(exc)
+            raise
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        error: BaseException | None = None
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first
+            async for event in self.events:
+                self._note(event)
+                yield event
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self.close(error)
+
+    def _note(self, event: Event) -> None:
+        if isinstance(event, Delta):
+            self.clock.mark_first()
+            self.chars += len(event.text) + len(event.thinking)
+        elif isinstance(event, ToolCalls):
+            self.clock.mark_first()
+        elif isinstance(event, Finished):
+            self.finished = event
+
+    async def close(self, error: BaseException | None) -> None:
+        """Stop the engine stream and charge the generation (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.events.aclose()  # type: ignore[attr-defined]
+        except Exception:  # a broken upstream must not keep the charge from happening
+            log.debug("closing the engine stream failed", exc_info=True)
+        finished = self.finished
+        if finished is not None:
+            prompt, completion, source = (
+                finished.prompt_tokens,
+                finished.completion_tokens,
+                finished.usage_source,
+            )
+        else:
+            prompt, completion, source = self.prompt_estimate, -(-self.chars // 4), "estimated"
+        await self.admission.charge(
+            model=self.model,
+            connection=self.connection,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usage_source=source,
+            status=_status(finished, error),
+            error=str(getattr(error, "message", "") or "") if error else "",
+        )
+
+
+def _status(finished: Finished | None, error: BaseException | None) -> str:
+    if finished is not None:
+        return Generation.Status.OK  # the upstream finished, even if the client left last
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return Generation.Status.STOPPED  # the client went away
+    if isinstance(error, UpstreamInterrupted):
+        return Generation.Status.INTERRUPTED
+    return Generation.Status.ERROR
+
+
+def prompt_estimate(*texts: str) -> int:
+    """Estimated prompt tokens, for a generation that ends before the upstream counts them."""
+    return sum(estimate_tokens(text) for text in texts)
+
+
+async def find_model(key: ApiKey, name: str, *, openai: bool) -> CatalogModel:
+    """The catalog entry of a model this key may use; a 404 ApiError otherwise."""
+    check_model(key, name, openai=openai)
+    try:
+        return await resolve(name)
+    except ModelNotFound:
+        raise model_not_found(name, openai) from None
+
+
+async def begin(
+    key: ApiKey,
+    entry: CatalogModel,
+    events: Callable[[], AsyncIterator[Event]],
+    *,
+    openai: bool,
+    prompt_estimate: int,
+) -> Relay:
+    """Admit the generation, start the engine and wait for its first event.
+
+    Raises ApiError (429 from the meter, 4xx/5xx from the engine) before any byte is sent.
+    """
+    clock = Clock()
+    try:
+        admission = await admit(key.user, door=Generation.Door.API, api_key=key)
+    except Refused as exc:
+        raise from_refusal(exc) from None
+    relay = Relay(
+        admission,
+        events(),
+        model=entry.name,
+        connection=entry.connection_name,
+        prompt_estimate=prompt_estimate,
+        clock=clock,
+    )
+    try:
+        await relay.start()
+    except LLMError as exc:
+        raise from_engine(exc, entry.name, openai) from None
+    return relay
