@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 CACHE_KEY = "llm:catalog:v1"
 DISCOVERY_TIMEOUT = 10.0
-# A miss refreshes the catalog (a model may just have been pulled), at most this often.
-MISS_REFRESH_AFTER = 5.0
 
 
 @dataclass
@@ -125,7 +123,10 @@ _connections: dict[int, tuple[float, Connection]] = {}
 async def _find(name: str) -> tuple[CatalogModel, Catalog]:
     catalog = await load_catalog()
     found = catalog.find(name)
-    if found is None and time.time() - catalog.fetched_at > MISS_REFRESH_AFTER:
+    # A miss refreshes the catalog (the model may just have been pulled), but not on every
+    # request for a name that does not exist.
+    miss_refresh = float(getattr(settings, "LLM_CATALOG_MISS_REFRESH", 5.0))
+    if found is None and time.time() - catalog.fetched_at > miss_refresh:
         catalog = await load_catalog(refresh=True)
         found = catalog.find(name)
     if found is None:

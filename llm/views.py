@@ -1,0 +1,82 @@
+"""Admins' pages for upstream connections: list, add, edit, enable, delete, test."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.decorators import admin_required
+from llm.catalog import DiscoveryError, probe
+from llm.forms import ConnectionForm
+from llm.models import Connection
+
+
+@admin_required
+def connections(request: HttpRequest) -> HttpResponse:
+    """Every connection."""
+    return render(request, "llm/connections.html", {"connections": Connection.objects.all()})
+
+
+@admin_required
+def add(request: HttpRequest) -> HttpResponse:
+    """A new connection."""
+    form = ConnectionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        connection = form.save()
+        messages.success(request, f"Connection {connection.name} added.")
+        return redirect("llm:connections")
+    return render(request, "llm/connection_form.html", {"form": form, "connection": None})
+
+
+@admin_required
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change a connection; the key field is write-only."""
+    connection = get_object_or_404(Connection, pk=pk)
+    form = ConnectionForm(request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Connection {connection.name} saved.")
+        return redirect("llm:connections")
+    return render(request, "llm/connection_form.html", {"form": form, "connection": connection})
+
+
+@admin_required
+@require_POST
+def toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    """Enable or disable a connection."""
+    connection = get_object_or_404(Connection, pk=pk)
+    connection.enabled = not connection.enabled
+    connection.save()
+    state = "enabled" if connection.enabled else "disabled"
+    messages.success(request, f"Connection {connection.name} {state}.")
+    return redirect("llm:connections")
+
+
+@admin_required
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask, then delete a connection."""
+    connection = get_object_or_404(Connection, pk=pk)
+    if request.method == "POST":
+        connection.delete()
+        messages.success(request, f"Connection {connection.name} deleted.")
+        return redirect("llm:connections")
+    return render(request, "llm/connection_delete.html", {"connection": connection})
+
+
+@admin_required
+@require_POST
+def test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask the upstream for its models and version; show the result or the exact error."""
+    connection = get_object_or_404(Connection, pk=pk)
+    try:
+        result, ok = async_to_sync(probe)(connection), True
+    except DiscoveryError as exc:
+        result, ok = str(exc), False
+    context = {"connection": connection, "result": result, "ok": ok}
+    if request.htmx:
+        return render(request, "llm/connections.html#probe", context)
+    (messages.success if ok else messages.error)(request, f"{connection.name}: {result}")
+    return redirect("llm:connections")

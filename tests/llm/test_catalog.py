@@ -1,0 +1,111 @@
+"""The model catalog: discovery from both protocols, failures, the Redis cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm import catalog
+from llm.errors import ModelNotFound
+from llm.models import Connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def tag_requests(mock) -> int:
+    return sum(r.path == "/api/tags" for r in mock.requests)
+
+
+async def test_it_lists_the_models_of_every_connection(both, mock):
+    models = await catalog.list_models()
+    assert [(m.name, m.connection_name, m.kind) for m in models] == [
+        ("llama3.2:latest", "local", "ollama"),
+        ("qwen3:8b", "local", "ollama"),
+        ("gpt-4o-mini", "cloud", "openai"),
+        ("gpt-4.1", "cloud", "openai"),
+    ]
+    llama, gpt = models[0], models[2]
+    assert llama.size > 0 and len(llama.digest) == 64 and llama.modified_at
+    assert llama.details["family"] == "llama" and "completion" in llama.capabilities
+    assert gpt.owned_by == "library" and gpt.created > 0
+
+
+async def test_it_still_lists_the_others_when_a_connection_is_down(both):
+    await Connection.objects.acreate(name="gone", kind="ollama", base_url="http://127.0.0.1:9")
+    found = await catalog.load_catalog()
+    assert len(found.models) == 4
+    assert list(found.errors) == ["gone"]
+    assert "http://127.0.0.1:9/api/tags" in found.errors["gone"]
+
+
+async def test_it_reports_an_upstream_that_refuses_the_key(cloud, mock):
+    mock.api_key = "sk-another-key"
+    found = await catalog.load_catalog()
+    assert found.models == []
+    assert "401" in found.errors["cloud"]
+
+
+async def test_it_applies_the_allowlist_and_the_prefix(local):
+    local.allowed_models = ["qwen*"]
+    local.prefix = "lab/"
+    await local.asave()
+    models = await catalog.list_models()
+    assert [(m.name, m.upstream_name) for m in models] == [("lab/qwen3:8b", "qwen3:8b")]
+
+
+async def test_it_skips_disabled_connections(local, cloud):
+    cloud.enabled = False
+    await cloud.asave()
+    assert {m.connection_name for m in await catalog.list_models()} == {"local"}
+
+
+async def test_it_serves_the_list_from_the_cache_until_asked_to_refresh(local, mock):
+    await catalog.list_models()
+    await catalog.list_models()
+    assert tag_requests(mock) == 1
+    mock.ollama_models.append("phi4:latest")
+    assert "phi4:latest" not in {m.name for m in await catalog.list_models()}
+    assert "phi4:latest" in {m.name for m in await catalog.list_models(refresh=True)}
+    assert tag_requests(mock) == 2
+
+
+async def test_it_drops_the_cache_when_a_connection_changes(local, mock):
+    await catalog.list_models()
+    local.prefix = "box/"
+    await local.asave()
+    assert {m.name for m in await catalog.list_models()} == {"box/llama3.2:latest", "box/qwen3:8b"}
+    await local.adelete()
+    assert await catalog.list_models() == []
+
+
+async def test_it_resolves_a_name_to_its_connection(both):
+    entry = await catalog.resolve("gpt-4.1")
+    assert (entry.connection_name, entry.upstream_name, entry.kind) == (
+        "cloud",
+        "gpt-4.1",
+        "openai",
+    )
+    with pytest.raises(ModelNotFound):
+        await catalog.resolve("nope")
+
+
+async def test_it_refreshes_on_a_miss_to_find_a_newly_pulled_model(local, mock, settings):
+    settings.LLM_CATALOG_MISS_REFRESH = 0
+    await catalog.list_models()
+    mock.ollama_models.append("phi4:latest")
+    assert (await catalog.resolve("phi4:latest")).connection_name == "local"
+
+
+async def test_it_shares_one_discovery_between_concurrent_callers(local, mock):
+    import asyncio
+
+    await asyncio.gather(*(catalog.list_models() for _ in range(20)))
+    assert tag_requests(mock) == 1
+
+
+async def test_it_probes_a_connection(local, cloud):
+    assert await catalog.probe(local) == "reachable, 2 models, version 0.12.3"
+    assert await catalog.probe(cloud) == "reachable, 2 models"
+
+
+def test_it_offers_a_sync_catalog_for_views(local):
+    assert len(catalog.load_catalog_sync().models) == 2

@@ -1,0 +1,142 @@
+"""The admins' connections pages."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from llm.models import Connection
+from tests.llm.conftest import API_KEY
+
+KEY = "sk-new-key-abcdefgh1234"
+
+
+@pytest.fixture
+def saved(transactional_db: None) -> Connection:
+    connection = Connection(name="lab", kind="openai", base_url="https://lab.example.com/v1")
+    connection.api_key = API_KEY
+    connection.save()
+    return connection
+
+
+def form_data(**fields: object) -> dict:
+    data = {
+        "name": "lab",
+        "kind": "openai",
+        "base_url": "https://lab.example.com/v1",
+        "prefix": "",
+        "enabled": "on",
+        "api_key": "",
+        "allowed_models_text": "",
+    }
+    data.update(fields)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["llm:connections", "llm:add"],
+)
+def test_it_sends_anonymous_visitors_to_sign_in(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert "/accounts/" in response["Location"]
+
+
+def test_it_refuses_members(member_client, saved):
+    for url in [
+        reverse("llm:connections"),
+        reverse("llm:edit", args=[saved.pk]),
+        reverse("llm:delete", args=[saved.pk]),
+    ]:
+        assert member_client.get(url).status_code == 403
+    assert member_client.post(reverse("llm:delete", args=[saved.pk])).status_code == 403
+    assert Connection.objects.filter(pk=saved.pk).exists()
+
+
+def test_it_lists_connections_with_only_the_key_hint(admin_client, saved):
+    response = admin_client.get(reverse("llm:connections"))
+    assert response.status_code == 200
+    assert b"lab.example.com" in response.content
+    assert API_KEY.encode() not in response.content
+    assert "…6789" in response.content.decode()
+
+
+def test_it_says_what_to_do_when_there_are_no_connections(admin_client):
+    assert b"No connections yet" in admin_client.get(reverse("llm:connections")).content
+
+
+def test_it_adds_a_connection(admin_client):
+    response = admin_client.post(
+        reverse("llm:add"),
+        form_data(api_key=KEY, allowed_models_text="gpt-4o*\ngpt-4.1", prefix="lab/"),
+    )
+    assert response.status_code == 302
+    connection = Connection.objects.get(name="lab")
+    assert connection.api_key == KEY
+    assert connection.allowed_models == ["gpt-4o*", "gpt-4.1"]
+    assert connection.prefix == "lab/"
+
+
+def test_it_refuses_a_url_that_is_not_http(admin_client):
+    response = admin_client.post(reverse("llm:add"), form_data(base_url="file:///etc/passwd"))
+    assert response.status_code == 200
+    assert not Connection.objects.exists()
+
+
+def test_it_keeps_the_key_when_the_field_is_left_blank(admin_client, saved):
+    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(prefix="x/"))
+    saved.refresh_from_db()
+    assert (saved.prefix, saved.api_key) == ("x/", API_KEY)
+
+
+def test_it_never_puts_the_key_in_the_edit_form(admin_client, saved):
+    assert API_KEY.encode() not in admin_client.get(reverse("llm:edit", args=[saved.pk])).content
+
+
+def test_it_replaces_or_removes_the_key(admin_client, saved):
+    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(api_key=KEY))
+    saved.refresh_from_db()
+    assert saved.api_key == KEY
+    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(clear_api_key="on"))
+    saved.refresh_from_db()
+    assert saved.api_key == ""
+
+
+def test_it_disables_and_enables_a_connection(admin_client, saved):
+    admin_client.post(reverse("llm:toggle", args=[saved.pk]))
+    saved.refresh_from_db()
+    assert not saved.enabled
+    admin_client.post(reverse("llm:toggle", args=[saved.pk]))
+    saved.refresh_from_db()
+    assert saved.enabled
+
+
+def test_it_asks_before_deleting(admin_client, saved):
+    page = admin_client.get(reverse("llm:delete", args=[saved.pk]))
+    assert b"Delete lab?" in page.content
+    assert Connection.objects.filter(pk=saved.pk).exists()
+    admin_client.post(reverse("llm:delete", args=[saved.pk]))
+    assert not Connection.objects.filter(pk=saved.pk).exists()
+
+
+def test_it_tests_a_reachable_connection(admin_client, local):
+    response = admin_client.post(reverse("llm:test", args=[local.pk]), follow=True)
+    assert b"reachable, 2 models, version 0.12.3" in response.content
+
+
+def test_it_answers_htmx_with_the_probe_fragment(admin_client, cloud):
+    response = admin_client.post(reverse("llm:test", args=[cloud.pk]), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.startswith(f'<output id="probe-{cloud.pk}"')
+    assert "reachable, 2 models" in html
+
+
+def test_it_shows_the_exact_error_escaped(admin_client, local, mock):
+    mock.ollama_models[:] = []
+    local.base_url = f"{mock.url}/<script>"
+    local.save()
+    response = admin_client.post(reverse("llm:test", args=[local.pk]), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert "404" in html and "&lt;script&gt;" in html
+    assert "<script>" not in html
