@@ -854,3 +854,24 @@ def mock_upstream(**kwargs: Any) -> Iterator[MockUpstream]:
     """A started MockUpstream for the duration of the block (for fixtures)."""
     with MockUpstream(**kwargs) as mock:
         yield mock
+
+
+def main() -> None:
+    """Serve until interrupted: `python -m tests.mock_upstream --tokens 50 --delay 0.05`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A scripted Ollama + OpenAI upstream.")
+    parser.add_argument("--tokens", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--ttft", type=float, default=0.0)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args()
+    with MockUpstream(api_key=args.api_key) as mock:
+        mock.script(tokens=args.tokens, delay=args.delay, ttft=args.ttft)
+        print(mock.url, flush=True)  # the first line is the address, for scripts
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ I/O, so there is exactly one async generator between the socket and the caller.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ from llm.errors import (
     UpstreamUnavailable,
 )
 from llm.events import Event
-from llm.http import chunk_timeout, first_byte_timeout, get_client
+from llm.http import chunk_timeout, connect_timeout, first_byte_timeout, get_client
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_MESSAGE = 500
@@ -82,13 +81,12 @@ def describe(exc: BaseException) -> str:
 
 
 async def _read_body(response: httpx.Response, limit: int) -> bytes:
-    body = b""
-    async with asyncio.timeout(chunk_timeout()):
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= limit:
-                break  # never hold a huge error page in memory
-    return body
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break  # never hold a huge error page in memory
+    return bytes(body)
 
 
 async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None:
@@ -124,18 +122,18 @@ async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None
 async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
     """Send `call` and yield its 2xx response; closes it (and the socket, if unread) on exit."""
     client = get_client()
+    wait = first_byte_timeout()
     request = client.build_request(
         "POST",
         call.url,
         content=json.dumps(call.body).encode(),
         headers={"Content-Type": "application/json", **call.headers},
+        timeout=httpx.Timeout(connect=connect_timeout(), read=wait, write=30.0, pool=30.0),
     )
-    wait = first_byte_timeout()
     call.parser.started_ns = time.perf_counter_ns()
     try:
-        async with asyncio.timeout(wait):
-            response = await client.send(request, stream=True)
-    except TimeoutError:
+        response = await client.send(request, stream=True)
+    except httpx.ReadTimeout:
         raise UpstreamUnavailable(call.url, f"no response within {wait:g} s") from None
     except httpx.ConnectTimeout:
         raise UpstreamUnavailable(call.url, "timed out connecting") from None
@@ -143,6 +141,10 @@ async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
         raise UpstreamUnavailable(call.url, "too many concurrent upstream requests") from None
     except httpx.HTTPError as exc:
         raise UpstreamUnavailable(call.url, describe(exc)) from None
+    # The first byte may take minutes (a model loading); later chunks get a shorter leash.
+    # httpcore reads this when the body starts, so one per-read timeout serves both phases
+    # without wrapping every chunk in asyncio.timeout (which cost ~13% of the engine's time).
+    request.extensions["timeout"] = {**request.extensions["timeout"], "read": chunk_timeout()}
     try:
         if not 200 <= response.status_code < 300:
             await raise_for_status(response, call)
@@ -158,21 +160,15 @@ async def run_call(call: UpstreamCall) -> AsyncIterator[Event]:
             for event in call.parser.whole(await _whole_json(response, call)):
                 yield event
             return
-        chunks = response.aiter_bytes()
-        limit = chunk_timeout()
         parser = call.parser
-        while True:
-            try:
-                async with asyncio.timeout(limit):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise parser.interrupted(f"no data from {call.url} for {limit:g} s") from None
-            except httpx.HTTPError as exc:
-                raise parser.interrupted(describe(exc)) from None
-            for event in parser.feed(chunk):
-                yield event
+        try:
+            async for chunk in response.aiter_bytes():
+                for event in parser.feed(chunk):
+                    yield event
+        except httpx.ReadTimeout:
+            raise parser.interrupted(f"no data from {call.url} for {chunk_timeout():g} s") from None
+        except httpx.HTTPError as exc:
+            raise parser.interrupted(describe(exc)) from None
         for event in parser.finish():
             yield event
 
@@ -180,7 +176,7 @@ async def run_call(call: UpstreamCall) -> AsyncIterator[Event]:
 async def _whole_json(response: httpx.Response, call: UpstreamCall) -> Any:
     try:
         raw = await _read_body(response, 2**31)
-    except TimeoutError:
+    except (TimeoutError, httpx.ReadTimeout):
         raise call.parser.interrupted(
             f"no data from {call.url} for {chunk_timeout():g} s"
         ) from None
