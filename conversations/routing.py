@@ -1,3 +1,9 @@
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from conversations.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/c/<int:conversation_id>/", ChatConsumer.as_asgi()),
+]

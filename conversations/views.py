@@ -1,13 +1,198 @@
-"""Chat pages."""
+"""Chat pages: the conversation page, the sidebar and its actions."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from conversations import fragments, services
+from conversations.forms import RenameForm, SettingsForm
+from conversations.models import Conversation, Message
+from conversations.runner import request_stop
+from llm.catalog import load_catalog_sync
+
+log = logging.getLogger(__name__)
+
+MESSAGES_PER_PAGE = 50
+CONVERSATIONS_PER_PAGE = 50
+
+
+def _model_names() -> list[str]:
+    try:
+        return [model.name for model in load_catalog_sync().models]
+    except Exception:
+        log.exception("the model catalog is unavailable")
+        return []
+
+
+def _current_id(request: HttpRequest) -> int | None:
+    value = request.GET.get("current") or request.POST.get("current")
+    return int(value) if value and value.isdigit() else None
+
+
+def _sidebar_page(request: HttpRequest, query: str, number: object = 1) -> Any:
+    conversations = Conversation.objects.for_sidebar(request.user).search(query)
+    return Paginator(conversations.only("pk", "title", "pinned"), CONVERSATIONS_PER_PAGE).get_page(
+        number
+    )
+
+
+def _message_page(
+    conversation: Conversation, before: int | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The latest messages (before `before`), oldest first, and whether older ones exist."""
+    messages = conversation.messages.order_by("-pk")
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    latest = list(messages[: MESSAGES_PER_PAGE + 1])
+    has_older = len(latest) > MESSAGES_PER_PAGE
+    latest = latest[:MESSAGES_PER_PAGE]
+    latest.reverse()
+    return [fragments.message_item(message) for message in latest], has_older
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The landing page after sign-in."""
-    return render(request, "conversations/home.html")
+    """The landing page: a new chat (the user's one empty draft)."""
+    return redirect("conversations:detail", services.draft_for(request.user).pk)
+
+
+@login_required
+@require_POST
+def new(request: HttpRequest) -> HttpResponse:
+    return redirect("conversations:detail", services.draft_for(request.user).pk)
+
+
+@login_required
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A conversation: sidebar, model picker, the latest messages and the composer."""
+    conversation = services.get_conversation_for_user(request.user, pk)
+    items, has_older = _message_page(conversation)
+    models = _model_names()
+    if not conversation.model and models:
+        conversation.model = models[0]
+    return render(
+        request,
+        "conversations/conversation.html",
+        {
+            "conversation": conversation,
+            "items": items,
+            "has_older": has_older,
+            "first_id": items[0]["m"].pk if items else None,
+            "page": _sidebar_page(request, ""),
+            "q": "",
+            "current_id": conversation.pk,
+            "models": models,
+            "model_missing": bool(conversation.model) and conversation.model not in models,
+        },
+    )
+
+
+@login_required
+def messages(request: HttpRequest, pk: int) -> HttpResponse:
+    """Older messages, for the "Load earlier messages" button."""
+    conversation = services.get_conversation_for_user(request.user, pk)
+    before = request.GET.get("before", "")
+    items, has_older = _message_page(conversation, int(before) if before.isdigit() else None)
+    context = {
+        "conversation": conversation,
+        "items": items,
+        "has_older": has_older,
+        "first_id": items[0]["m"].pk if items else None,
+    }
+    return render(request, "conversations/parts.html#older", context)
+
+
+@login_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    """The sidebar list (search, more pages)."""
+    query = request.GET.get("q", "").strip()[:200]
+    page = _sidebar_page(request, query, request.GET.get("page", 1))
+    context = {"page": page, "q": query, "current_id": _current_id(request)}
+    partial = "sidebar_page" if request.GET.get("more") else "sidebar_list"
+    return render(request, f"conversations/parts.html#{partial}", context)
+
+
+@login_required
+def item(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = services.get_conversation_for_user(request.user, pk)
+    context = {"c": conversation, "current_id": _current_id(request)}
+    return render(request, "conversations/parts.html#sidebar_item", context)
+
+
+@login_required
+def rename(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rename in place: the form (GET), then the updated sidebar entry (POST)."""
+    conversation = services.get_conversation_for_user(request.user, pk)
+    context = {"c": conversation, "current_id": _current_id(request)}
+    if request.method == "POST":
+        form = RenameForm(request.POST)
+        if form.is_valid():
+            services.rename(conversation, form.cleaned_data["title"])
+            response = render(request, "conversations/parts.html#sidebar_item", context)
+            if context["current_id"] == conversation.pk:
+                response.content += render(
+                    request, "conversations/parts.html#title_oob", {"conversation": conversation}
+                ).content
+            return response
+    return render(request, "conversations/parts.html#rename_form", context)
+
+
+@login_required
+@require_POST
+def pin(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = services.get_conversation_for_user(request.user, pk)
+    services.toggle_pin(conversation)
+    context = {"page": _sidebar_page(request, ""), "q": "", "current_id": _current_id(request)}
+    return render(request, "conversations/parts.html#sidebar_list", context)
+
+
+@login_required
+@require_POST
+def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save the model picked or the system prompt (sent by htmx, no page change)."""
+    conversation = services.get_conversation_for_user(request.user, pk)
+    form = SettingsForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    fields = []
+    model = form.cleaned_data["model"]
+    if model:
+        if model not in _model_names():
+            return HttpResponse("That model is not available.", status=400)
+        conversation.model = model
+        fields.append("model")
+    if "system_prompt" in request.POST:
+        conversation.system_prompt = form.cleaned_data["system_prompt"]
+        fields.append("system_prompt")
+    if fields:
+        conversation.save(update_fields=fields)
+    if request.htmx:
+        return render(
+            request, "conversations/parts.html#settings_saved", {"conversation": conversation}
+        )
+    return redirect("conversations:detail", conversation.pk)
+
+
+@login_required
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask, then delete the conversation and everything in it."""
+    conversation = services.get_conversation_for_user(request.user, pk)
+    if request.method == "POST":
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            # Stop first: a runner still writing would find its row gone.
+            async_to_sync(request_stop)(conversation.pk)
+        conversation.delete()
+        if request.htmx:
+            return HttpResponseClientRedirect(reverse("home"))
+        return redirect("home")
+    return render(request, "conversations/delete.html", {"conversation": conversation})

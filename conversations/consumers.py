@@ -1,0 +1,194 @@
+"""The chat websocket: authorizes, validates, saves and hands work to the runner.
+
+It never streams itself. On connect (and whenever it notices a gap in a reply's sequence
+numbers) it sends the latest turn from the snapshot or the database, then forwards only
+updates newer than what it sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from conversations import fragments, runner, services, snapshots
+from conversations.forms import MessageForm
+from conversations.models import Conversation, Message
+from llm import catalog
+from usage.services import Refused, admit
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN = 4403
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    conversation_id: int
+    group: str
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        self.last_seq: dict[int, int] = {}
+        if not services.may_chat(user) or await self._conversation() is None:
+            await self.close(code=FORBIDDEN)
+            return
+        self.group = runner.group(self.conversation_id)
+        # Join first, then read the state: nothing published after the read is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._send_latest_turn()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # -- from the page --------------------------------------------------------------
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        # Frames carry no CSRF token: every one is authorized again.
+        conversation = await self._conversation()
+        if conversation is None:
+            await self.close(code=FORBIDDEN)
+            return
+        if not isinstance(content, dict):
+            return
+        action = content.get("action")
+        if action == "stop":
+            await self._stop(conversation)
+        elif action in {"send", "edit", "regenerate"}:
+            await self._turn(conversation, action, content)
+
+    async def _turn(self, conversation: Conversation, action: str, content: dict) -> None:
+        data = {
+            "content": content.get("content", ""),
+            "model": content.get("model") or conversation.model,
+        }
+        form = MessageForm(
+            data, models=await _model_names(), content_required=action != "regenerate"
+        )
+        if not form.is_valid():
+            await self._composer_error(form.summary(), data["content"], conversation, action)
+            return
+        text, model = form.cleaned_data["content"], form.cleaned_data["model"]
+        try:
+            if action == "send":
+                turn = await database_sync_to_async(services.begin_turn)(conversation, text, model)
+            elif action == "edit":
+                turn = await database_sync_to_async(services.begin_edit)(
+                    conversation, _int(content.get("message_id")), text, model
+                )
+            else:
+                turn = await database_sync_to_async(services.begin_regeneration)(
+                    conversation, model
+                )
+        except (services.Busy, services.NotAllowed) as exc:
+            await self._composer_error(exc.message, "", conversation, action)
+            return
+        admission, refused = None, None
+        try:
+            admission = await admit(self.scope["user"], door="web")
+        except Refused as exc:
+            refused = exc  # the runner shows it in place of the reply, with Retry
+        runner.start(turn, admission, refused)
+
+    async def _stop(self, conversation: Conversation) -> None:
+        reply = await database_sync_to_async(_streaming_reply)(conversation.pk)
+        if reply is None:
+            return
+        if await snapshots.is_alive_async(reply.pk):
+            await runner.request_stop(conversation.pk)
+            return
+        # Its runner is gone (the worker died): settle the row here, and tell every tab.
+        snapshot = await snapshots.read(reply.pk)
+        await database_sync_to_async(services.interrupt_reply)(
+            reply, snapshot.text if snapshot else None
+        )
+        await self.channel_layer.group_send(self.group, {"type": "turn.refresh"})
+
+    async def _composer_error(
+        self, error: str, text: str, conversation: Conversation, action: str
+    ) -> None:
+        restore = text if action == "send" else ""
+        await self.send(
+            text_data=fragments.composer_error_frame(
+                error, content=restore, conversation=conversation
+            )
+        )
+
+    # -- from the runner ------------------------------------------------------------
+
+    async def reply_frame(self, event: dict[str, Any]) -> None:
+        message_id, seq = event["message"], event["seq"]
+        last = self.last_seq.get(message_id, -1)
+        if seq <= last:
+            return  # already part of what this socket was sent
+        if (seq > last + 1 and last >= 0) or (seq > 0 and last < 0):
+            # A gap (the channel layer dropped a message, or we joined mid-reply without a
+            # snapshot): send the whole turn again from the snapshot.
+            await self._send_latest_turn()
+            if self.last_seq.get(message_id, -1) >= seq:
+                return
+        self.last_seq[message_id] = seq
+        await self.send(text_data=event["html"])
+
+    async def conversation_title(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["html"])
+
+    async def turn_refresh(self, event: dict[str, Any]) -> None:
+        await self._send_latest_turn()
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _conversation(self) -> Conversation | None:
+        user = self.scope.get("user")
+        return await database_sync_to_async(services.find_conversation_for_user)(
+            user.pk, self.conversation_id
+        )
+
+    async def _send_latest_turn(self) -> None:
+        turn = await database_sync_to_async(_latest_turn)(self.conversation_id)
+        if not turn:
+            return
+        items = []
+        for message in turn:
+            text = None
+            if message.is_streaming:
+                snapshot = await snapshots.read(message.pk)
+                if snapshot is not None and snapshot.is_streaming:
+                    text = snapshot.text
+                    self.last_seq[message.pk] = snapshot.seq
+                elif snapshot is not None:
+                    # Finished between our two reads: the database has the final reply.
+                    message = await database_sync_to_async(Message.objects.get)(pk=message.pk)
+                    self.last_seq[message.pk] = snapshot.seq
+            items.append(fragments.message_item(message, text))
+        await self.send(text_data=fragments.messages_frame(items))
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _latest_turn(conversation_id: int) -> list[Message]:
+    conversation = Conversation.objects.get(pk=conversation_id)
+    return services.latest_turn(conversation)
+
+
+def _streaming_reply(conversation_id: int) -> Message | None:
+    return Message.objects.filter(
+        conversation_id=conversation_id, status=Message.Status.STREAMING
+    ).first()
+
+
+async def _model_names() -> list[str]:
+    try:
+        return [model.name for model in await catalog.list_models()]
+    except Exception:
+        log.exception("the model catalog is unavailable")
+        return []

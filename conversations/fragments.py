@@ -1,0 +1,73 @@
+"""HTML for pages and websocket frames, always from the partial templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+from conversations.markdown import StreamingRenderer, render_markdown
+from conversations.models import Conversation, Message
+
+
+def message_item(message: Message, text: str | None = None) -> dict[str, Any]:
+    """Template context for one message; `text` overrides a streaming reply's saved text."""
+    item: dict[str, Any] = {"m": message, "done": "", "tail": "", "html": ""}
+    if message.role != Message.Role.ASSISTANT:
+        return item
+    if message.status == Message.Status.STREAMING:
+        renderer = StreamingRenderer(message.content if text is None else text)
+        item["done"] = mark_safe(renderer.done_html)
+        item["tail"] = mark_safe(renderer.tail_html)
+    else:
+        item["html"] = (
+            mark_safe(message.html)
+            if message.html or not message.content
+            else render_markdown(message.content)
+        )
+    return item
+
+
+def messages_frame(items: list[dict[str, Any]], conversation: Conversation | None = None) -> str:
+    """Whole messages (and the sidebar entry), swapped in place or appended when new."""
+    context: dict[str, Any] = {"items": items}
+    if conversation is not None:
+        context |= {"c": conversation, "current_id": conversation.pk}
+    return render_to_string("conversations/frames.html#messages", context)
+
+
+def update_frame(reply_id: int, appended: str, tail: str) -> str:
+    """Finished blocks to append and the open tail block to replace."""
+    return render_to_string(
+        "conversations/frames.html#update",
+        {
+            "reply_id": reply_id,
+            "appended": mark_safe(appended),
+            "tail": mark_safe(tail),
+        },
+    )
+
+
+def title_frame(conversation: Conversation) -> str:
+    """The new title, in the sidebar and the heading."""
+    return render_to_string(
+        "conversations/frames.html#title",
+        {"c": conversation, "current_id": conversation.pk, "conversation": conversation},
+    )
+
+
+def composer_error_frame(
+    error: str, *, content: str = "", conversation: Conversation | None = None
+) -> str:
+    """An error under the composer; the unsent text is put back when given."""
+    return render_to_string(
+        "conversations/frames.html#composer_error",
+        {
+            "error": error,
+            "restore": bool(content),
+            "content": content,
+            "conversation": conversation,
+            "models": True,
+        },
+    )

@@ -1,0 +1,136 @@
+"""Conversations and their messages."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def for_sidebar(self, owner: object) -> ConversationQuerySet:
+        """The owner's conversations that have messages: pinned first, then newest first."""
+        return self.filter(owner=owner, last_message_at__isnull=False).order_by(
+            "-pinned", "-last_message_at", "-pk"
+        )
+
+    def search(self, query: str) -> ConversationQuerySet:
+        """Conversations whose title or any message contains `query` (case-insensitive)."""
+        query = query.strip()
+        if not query:
+            return self
+        matching = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
+        return self.filter(Q(title__icontains=query) | Exists(matching))
+
+
+class Conversation(models.Model):
+    """A thread between one person and the models they pick."""
+
+    DEFAULT_TITLE = "New chat"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, default=DEFAULT_TITLE)
+    model = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
+    pinned = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Null while the conversation is an empty draft; orders the sidebar ("newest first").
+    last_message_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["owner", "-pinned", "-last_message_at"], name="conversation_sidebar"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_draft(self) -> bool:
+        return self.last_message_at is None
+
+    @property
+    def group_name(self) -> str:
+        """The channel-layer group every socket on this conversation joins."""
+        return f"conv-{self.pk}"
+
+    def touch(self) -> None:
+        self.last_message_at = timezone.now()
+        self.save(update_fields=["last_message_at"])
+
+
+class Message(models.Model):
+    """One message of a conversation; an assistant reply carries its status and metrics."""
+
+    class Role(models.TextChoices):
+        USER = "user", "You"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        STOPPED = "stopped", "Stopped"
+        INTERRUPTED = "interrupted", "Interrupted"
+        ERROR = "error", "Failed"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    eval_duration_ns = models.BigIntegerField(null=True, blank=True)
+    usage_source = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    checkpointed_at = models.DateTimeField(null=True, blank=True)
+    # The sanitized HTML of a finished reply, rendered once so pages stay cheap.
+    html = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(fields=["conversation", "-id"], name="message_latest"),
+            models.Index(
+                fields=["status"],
+                name="message_streaming",
+                condition=Q(status="streaming"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def dom_id(self) -> str:
+        return f"msg-{self.pk}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == self.Status.STREAMING
+
+    @property
+    def is_assistant(self) -> bool:
+        return self.role == self.Role.ASSISTANT
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Completion tokens per second of generation, from the upstream's timings."""
+        if not self.completion_tokens or not self.eval_duration_ns:
+            return None
+        return self.completion_tokens / (self.eval_duration_ns / 1e9)
+
+    def as_upstream(self) -> dict[str, str]:
+        """The message as the engine takes it (Ollama-native)."""
+        return {"role": self.role, "content": self.content}

@@ -1,0 +1,260 @@
+"""Operations on conversations that views, the consumer and the runner share."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from conversations import snapshots
+from conversations.markdown import render_markdown
+from conversations.models import Conversation, Message
+
+TITLE_WORDS = 6
+INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
+
+
+class Busy(Exception):
+    """A reply is still streaming in this conversation."""
+
+    message = "A reply is still being written. Stop it or wait for it to finish."
+
+
+class NotAllowed(Exception):
+    """The action does not apply to this conversation's current state."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def may_chat(user: object) -> bool:
+    """Signed in, active and approved."""
+    return bool(
+        getattr(user, "is_authenticated", False)
+        and getattr(user, "is_active", False)
+        and not getattr(user, "is_pending", True)
+    )
+
+
+def get_conversation_for_user(user: object, pk: int | str) -> Conversation:
+    """The user's conversation `pk`, or Http404 (also for anyone else's)."""
+    if not may_chat(user):
+        raise Http404("No such conversation")
+    try:
+        return Conversation.objects.get(pk=int(pk), owner=user)
+    except (Conversation.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such conversation") from None
+
+
+def find_conversation_for_user(user_id: int, pk: int) -> Conversation | None:
+    """The conversation if its owner is `user_id` and may still chat; None otherwise."""
+    conversation = (
+        Conversation.objects.select_related("owner").filter(pk=pk, owner_id=user_id).first()
+    )
+    if conversation is None or not may_chat(conversation.owner):
+        return None
+    return conversation
+
+
+def draft_for(user: object) -> Conversation:
+    """The user's empty conversation, created when there is none (at most one is kept)."""
+    draft = Conversation.objects.filter(owner=user, last_message_at__isnull=True).first()
+    if draft is None:
+        last = Conversation.objects.filter(owner=user).exclude(model="").order_by("-pk").first()
+        draft = Conversation.objects.create(owner=user, model=last.model if last else "")
+    return draft
+
+
+def fallback_title(text: str) -> str:
+    """The first words of a message, as a title."""
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(words) > TITLE_WORDS:
+        title += "…"
+    return title[:200] or Conversation.DEFAULT_TITLE
+
+
+def clean_title(text: str) -> str:
+    """A model's title suggestion, reduced to one short plain line ("" if unusable)."""
+    line = next((line for line in text.strip().splitlines() if line.strip()), "")
+    line = re.sub(r"^(title\s*:\s*)", "", line.strip(), flags=re.IGNORECASE)
+    line = line.strip().strip("\"'*#`").strip()
+    return line[:80]
+
+
+def latest_turn(conversation: Conversation) -> list[Message]:
+    """The last user message and the reply after it (what a socket re-syncs on connect)."""
+    last_two = list(conversation.messages.order_by("-pk")[:2])
+    last_two.reverse()
+    if len(last_two) == 2 and last_two[0].role != Message.Role.USER:
+        return last_two[1:]
+    return last_two
+
+
+def history_for(conversation: Conversation, before: Message) -> list[dict[str, str]]:
+    """The messages the model sees for the reply `before`, system prompt first."""
+    messages: list[dict[str, str]] = []
+    if conversation.system_prompt.strip():
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    for message in conversation.messages.filter(pk__lt=before.pk).exclude(content=""):
+        if message.role == Message.Role.ASSISTANT and message.status == Message.Status.ERROR:
+            continue
+        messages.append(message.as_upstream())
+    return messages
+
+
+@dataclass
+class Turn:
+    """A reply about to be generated: the row it fills and what the model is sent."""
+
+    conversation: Conversation
+    user_message: Message | None
+    reply: Message
+    messages: list[dict[str, str]]
+    first_exchange: bool
+
+
+def _start_reply(conversation: Conversation, model: str) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+    )
+
+
+def _ensure_idle(conversation: Conversation) -> None:
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise Busy
+
+
+@transaction.atomic
+def begin_turn(conversation: Conversation, content: str, model: str) -> Turn:
+    """Save the user's message and an empty streaming reply."""
+    _ensure_idle(conversation)
+    first = conversation.is_draft
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=content
+    )
+    conversation.model = model
+    conversation.last_message_at = timezone.now()
+    fields = ["model", "last_message_at"]
+    if first:
+        conversation.title = fallback_title(content)
+        fields.append("title")
+    conversation.save(update_fields=fields)
+    reply = _start_reply(conversation, model)
+    return Turn(conversation, user_message, reply, history_for(conversation, reply), first)
+
+
+@transaction.atomic
+def begin_regeneration(conversation: Conversation, model: str) -> Turn:
+    """Replace the last reply (or answer a last user message that has none)."""
+    _ensure_idle(conversation)
+    last = conversation.messages.order_by("-pk").first()
+    if last is not None and last.role == Message.Role.ASSISTANT:
+        last.delete()
+        last = conversation.messages.order_by("-pk").first()
+    if last is None or last.role != Message.Role.USER:
+        raise NotAllowed("There is no message to answer.")
+    if model != conversation.model:
+        conversation.model = model
+        conversation.save(update_fields=["model"])
+    reply = _start_reply(conversation, model)
+    first = not conversation.messages.filter(pk__lt=last.pk).exists()
+    return Turn(conversation, last, reply, history_for(conversation, reply), first)
+
+
+@transaction.atomic
+def begin_edit(conversation: Conversation, message_id: int, content: str, model: str) -> Turn:
+    """Change the last user message, drop what followed it, and answer it again."""
+    _ensure_idle(conversation)
+    last_user = conversation.messages.filter(role=Message.Role.USER).order_by("-pk").first()
+    if last_user is None or last_user.pk != message_id:
+        raise NotAllowed("Only your last message can be edited.")
+    conversation.messages.filter(pk__gt=last_user.pk).delete()
+    last_user.content = content
+    last_user.save(update_fields=["content"])
+    conversation.model = model
+    conversation.last_message_at = timezone.now()
+    conversation.save(update_fields=["model", "last_message_at"])
+    reply = _start_reply(conversation, model)
+    first = not conversation.messages.filter(pk__lt=last_user.pk).exists()
+    return Turn(conversation, last_user, reply, history_for(conversation, reply), first)
+
+
+def finish_reply(
+    reply: Message,
+    *,
+    content: str,
+    status: str,
+    error: str = "",
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    eval_duration_ns: int | None = None,
+    usage_source: str = "",
+) -> Message:
+    """Save a reply's final text, status and metrics, with its HTML rendered once."""
+    reply.content = content
+    reply.status = status
+    reply.error = error
+    reply.prompt_tokens = prompt_tokens
+    reply.completion_tokens = completion_tokens
+    reply.eval_duration_ns = eval_duration_ns
+    reply.usage_source = usage_source
+    reply.checkpointed_at = timezone.now()
+    reply.html = render_markdown(content)
+    # An update, not save(): if the conversation was deleted meanwhile, nothing comes back.
+    fields = ["content", "status", "error", "prompt_tokens", "completion_tokens"]
+    fields += ["eval_duration_ns", "usage_source", "checkpointed_at", "html"]
+    Message.objects.filter(pk=reply.pk).update(**{name: getattr(reply, name) for name in fields})
+    return reply
+
+
+def checkpoint(reply_id: int, content: str) -> None:
+    """Save a streaming reply's text so far (the runner does this about once a second)."""
+    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
+        content=content, checkpointed_at=timezone.now()
+    )
+
+
+def interrupt_reply(reply: Message, text: str | None = None) -> Message:
+    """Mark a reply whose runner is gone as interrupted, keeping the best text known."""
+    content = text if text is not None and len(text) >= len(reply.content) else reply.content
+    return finish_reply(
+        reply,
+        content=content,
+        status=Message.Status.INTERRUPTED,
+        error=INTERRUPTED_MESSAGE,
+        completion_tokens=None,
+    )
+
+
+def mark_orphaned_replies() -> str:
+    """At start-up: replies left streaming by a worker that died become interrupted.
+
+    Several workers may start while others run: a reply whose runner still refreshes its
+    heartbeat in Redis is left alone.
+    """
+    count = 0
+    for reply in Message.objects.filter(status=Message.Status.STREAMING):
+        if snapshots.is_alive(reply.pk):
+            continue
+        snapshot = snapshots.read_sync(reply.pk)
+        interrupt_reply(reply, snapshot.text if snapshot else None)
+        count += 1
+    return f"Marked {count} orphaned replies as interrupted." if count else ""
+
+
+def rename(conversation: Conversation, title: str) -> None:
+    conversation.title = title.strip()[:200] or Conversation.DEFAULT_TITLE
+    conversation.save(update_fields=["title"])
+
+
+def toggle_pin(conversation: Conversation) -> None:
+    conversation.pinned = not conversation.pinned
+    conversation.save(update_fields=["pinned"])
