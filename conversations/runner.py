@@ -61,10 +61,10 @@ def start(turn: services.Turn, admission: Admission | None, refused: Refused | N
     task.add_done_callback(_running.discard)
 
 
-async def wait_for_runners(timeout: float = 10.0) -> None:
+async def wait_for_runners(within: float = 10.0) -> None:
     """Wait for this worker's runners to end (tests and benchmarks)."""
     if _running:
-        await asyncio.wait(list(_running), timeout=timeout)
+        await asyncio.wait(list(_running), timeout=within)
 
 
 async def request_stop(conversation_id: int) -> None:

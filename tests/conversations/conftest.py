@@ -70,19 +70,19 @@ class Socket:
     async def send(self, **data: object) -> None:
         await self.communicator.send_json_to({**data, "HEADERS": {"HX-Request": "true"}})
 
-    async def receive(self, timeout: float = 3) -> str:
-        frame = await self.communicator.receive_from(timeout=timeout)
+    async def receive(self, within: float = 3) -> str:
+        frame = await self.communicator.receive_from(timeout=within)
         self.frames.append(frame)
         return frame
 
-    async def receive_until(self, pattern: str, timeout: float = 5) -> str:
+    async def receive_until(self, pattern: str, within: float = 5) -> str:
         """Frames until one matches `pattern` (a regex); returns that frame."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise AssertionError(f"no frame matching {pattern!r} in {timeout} s")
-            frame = await self.receive(timeout=left)
+                raise AssertionError(f"no frame matching {pattern!r} in {within} s")
+            frame = await self.receive(within=left)
             if re.search(pattern, frame):
                 return frame
 
