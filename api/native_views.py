@@ -58,7 +58,6 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
     _check_common(body)
     format = validation.check_format(body.get("format"))
     entry = await find_model(key, model, openai=False)
-    validation.check_capabilities(entry, tools=body.get("tools"), think=body.get("think"))
     stream = body.get("stream") is not False
     lines = Lines(model, chat=True)
     if not messages:
@@ -97,7 +96,6 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
     if raw and (body.get("template") or body.get("system") or body.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
     entry = await find_model(key, model, openai=False)
-    validation.check_capabilities(entry, tools=None, think=body.get("think"))
     stream = body.get("stream") is not False
     lines = Lines(model, chat=False)
     prompt = body.get("prompt") or ""

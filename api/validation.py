@@ -16,7 +16,6 @@ from typing import Any
 from django.http import HttpRequest
 
 from api.errors import ApiError
-from llm.catalog import CatalogModel
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 _DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
@@ -239,17 +238,3 @@ def check_top_logprobs(body: dict) -> None:
     value = body.get("top_logprobs")
     if value is not None and not 0 <= value <= 20:
         raise ApiError(400, "top_logprobs must be between 0 and 20", param="top_logprobs")
-
-
-def check_capabilities(entry: CatalogModel, *, tools: Any, think: Any) -> None:
-    """Tools or thinking on an Ollama model whose capabilities say it cannot.
-
-    OpenAI-compatible upstreams list no capabilities worth trusting, so they are asked.
-    """
-    capabilities = entry.capabilities
-    if entry.kind != "ollama" or not capabilities:
-        return
-    if tools and "tools" not in capabilities:
-        raise ApiError(400, f"{entry.name} does not support tools", param="tools")
-    if think is True and "thinking" not in capabilities:
-        raise ApiError(400, f'"{entry.name}" does not support thinking', param="think")
