@@ -202,3 +202,12 @@ QUOTAS = {
         "tokens_per_day": int(os.environ.get("QUOTA_MEMBER_TOKENS_PER_DAY", "0")),
     },
 }
+
+# The engine's HTTP client and model catalog (seconds unless named otherwise).
+LLM_CONNECT_TIMEOUT = float(os.environ.get("LLM_CONNECT_TIMEOUT", "5"))
+LLM_FIRST_BYTE_TIMEOUT = float(os.environ.get("LLM_FIRST_BYTE_TIMEOUT", "300"))
+LLM_CHUNK_TIMEOUT = float(os.environ.get("LLM_CHUNK_TIMEOUT", "120"))
+LLM_MAX_CONNECTIONS = int(os.environ.get("LLM_MAX_CONNECTIONS", "1000"))
+LLM_MAX_KEEPALIVE = int(os.environ.get("LLM_MAX_KEEPALIVE", "100"))
+LLM_CATALOG_TTL = int(os.environ.get("LLM_CATALOG_TTL", "30"))
+LLM_CATALOG_MISS_REFRESH = float(os.environ.get("LLM_CATALOG_MISS_REFRESH", "5"))

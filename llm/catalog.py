@@ -125,7 +125,7 @@ async def _find(name: str) -> tuple[CatalogModel, Catalog]:
     found = catalog.find(name)
     # A miss refreshes the catalog (the model may just have been pulled), but not on every
     # request for a name that does not exist.
-    miss_refresh = float(getattr(settings, "LLM_CATALOG_MISS_REFRESH", 5.0))
+    miss_refresh = settings.LLM_CATALOG_MISS_REFRESH
     if found is None and time.time() - catalog.fetched_at > miss_refresh:
         catalog = await load_catalog(refresh=True)
         found = catalog.find(name)
@@ -282,7 +282,7 @@ async def _read_cache() -> Catalog | None:
 
 
 async def _write_cache(catalog: Catalog) -> None:
-    ttl = int(getattr(settings, "LLM_CATALOG_TTL", 30))
+    ttl = settings.LLM_CATALOG_TTL
     payload = json.dumps(
         {
             "models": [asdict(m) for m in catalog.models],

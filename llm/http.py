@@ -9,8 +9,6 @@ import httpx
 from django.conf import settings
 
 # httpx's default pool (100 connections, 5 s pool timeout) silently stalls stream 101.
-DEFAULT_MAX_CONNECTIONS = 1000
-DEFAULT_MAX_KEEPALIVE = 100
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
@@ -19,29 +17,27 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 
 def connect_timeout() -> float:
     """Seconds to open a TCP connection to an upstream."""
-    return float(getattr(settings, "LLM_CONNECT_TIMEOUT", 5.0))
+    return settings.LLM_CONNECT_TIMEOUT
 
 
 def first_byte_timeout() -> float:
     """Seconds to wait for a response to start (models may have to load first)."""
-    return float(getattr(settings, "LLM_FIRST_BYTE_TIMEOUT", 300.0))
+    return settings.LLM_FIRST_BYTE_TIMEOUT
 
 
 def chunk_timeout() -> float:
     """Seconds allowed between two pieces of a streamed body."""
-    return float(getattr(settings, "LLM_CHUNK_TIMEOUT", 120.0))
+    return settings.LLM_CHUNK_TIMEOUT
 
 
 def _new_client() -> httpx.AsyncClient:
     limits = httpx.Limits(
-        max_connections=int(getattr(settings, "LLM_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
-        max_keepalive_connections=int(
-            getattr(settings, "LLM_MAX_KEEPALIVE", DEFAULT_MAX_KEEPALIVE)
-        ),
+        max_connections=settings.LLM_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.LLM_MAX_KEEPALIVE,
         keepalive_expiry=30,
     )
     # The read timeout here is only a backstop: first byte and between-chunk waits differ,
-    # so the clients enforce both themselves with asyncio.timeout.
+    # so each request sets its own per phase (llm/clients/base.py).
     timeout = httpx.Timeout(
         connect=connect_timeout(),
         read=max(first_byte_timeout(), chunk_timeout()) + 5,

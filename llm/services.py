@@ -12,8 +12,8 @@ def sync_default_connections() -> str:
     done = []
     if settings.OLLAMA_BASE_URL:
         done.append(_sync("ollama", Connection.Kind.OLLAMA, settings.OLLAMA_BASE_URL, None))
-    if getattr(settings, "OPENAI_BASE_URL", ""):
-        key = getattr(settings, "OPENAI_API_KEY", "")
+    if settings.OPENAI_BASE_URL:
+        key = settings.OPENAI_API_KEY
         done.append(_sync("openai", Connection.Kind.OPENAI, settings.OPENAI_BASE_URL, key))
     if not done:
         return "connections: no default upstream configured"
