@@ -85,7 +85,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     conversation, model
                 )
         except (services.Busy, services.NotAllowed) as exc:
-            await self._composer_error(exc.message, "", conversation, action)
+            await self._composer_error(exc.message, text, conversation, action)
             return
         admission, refused = None, None
         try:

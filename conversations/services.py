@@ -82,7 +82,7 @@ def clean_title(text: str) -> str:
     """A model's title suggestion, reduced to one short plain line ("" if unusable)."""
     line = next((line for line in text.strip().splitlines() if line.strip()), "")
     line = re.sub(r"^(title\s*:\s*)", "", line.strip(), flags=re.IGNORECASE)
-    line = line.strip().strip("\"'*#`").strip()
+    line = re.sub(r"[*_`#]+", "", line).strip().strip("\"'").strip()
     return line[:80]
 
 
@@ -165,8 +165,8 @@ def begin_regeneration(conversation: Conversation, model: str) -> Turn:
         conversation.model = model
         conversation.save(update_fields=["model"])
     reply = _start_reply(conversation, model)
-    first = not conversation.messages.filter(pk__lt=last.pk).exists()
-    return Turn(conversation, last, reply, history_for(conversation, reply), first)
+    # The title came from the first exchange already (or from the person): keep it.
+    return Turn(conversation, last, reply, history_for(conversation, reply), False)
 
 
 @transaction.atomic
@@ -183,8 +183,7 @@ def begin_edit(conversation: Conversation, message_id: int, content: str, model:
     conversation.last_message_at = timezone.now()
     conversation.save(update_fields=["model", "last_message_at"])
     reply = _start_reply(conversation, model)
-    first = not conversation.messages.filter(pk__lt=last_user.pk).exists()
-    return Turn(conversation, last_user, reply, history_for(conversation, reply), first)
+    return Turn(conversation, last_user, reply, history_for(conversation, reply), False)
 
 
 def finish_reply(

@@ -80,9 +80,15 @@ class Socket:
         deadline = asyncio.get_running_loop().time() + within
         while True:
             left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise AssertionError(f"no frame matching {pattern!r} in {within} s")
-            frame = await self.receive(within=left)
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                frame = await self.receive(within=left)
+            except TimeoutError:
+                tail = "\n".join(self.frames[-3:])
+                raise AssertionError(
+                    f"no frame matching {pattern!r} in {within} s:\n{tail}"
+                ) from None
             if re.search(pattern, frame):
                 return frame
 

@@ -2,29 +2,357 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from html import unescape
+
 import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
+from accounts.models import User
+from conversations import runner
+from conversations.consumers import ChatConsumer
 from conversations.models import Conversation, Message
-from tests.conversations.conftest import MODEL, reply_of
+from tests.conftest import make_user
+from tests.conversations.conftest import MODEL, reply_of, session_cookie
 from tests.mock_upstream import MockUpstream
+from usage.models import Generation
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.asyncio(loop_scope="session"),
+]
+
+PARAGRAPHS = "".join(f"para{i}\n\n" for i in range(60)).strip()
 
 
-async def test_a_sent_message_streams_a_reply_that_is_saved(
+async def connected(sockets, conversation: Conversation):  # type: ignore[no-untyped-def]
+    socket = await sockets(conversation.pk)
+    ok, _ = await socket.connect()
+    assert ok
+    return socket
+
+
+async def test_a_sent_message_streams_a_reply_that_is_saved_with_its_metrics(
     sockets, conversation: Conversation, mock: MockUpstream
 ) -> None:
     mock.script(tokens=20, delay=0.005)
-    socket = await sockets(conversation.pk)
-    assert (await socket.connect())[0]
+    socket = await connected(sockets, conversation)
     await socket.send(action="send", content="Hello there", model=MODEL)
     final = await socket.receive_until(r"status-complete")
     reply = await reply_of(conversation)
     assert reply.status == Message.Status.COMPLETE
     assert reply.content == " ".join(f"tok{i}" for i in range(20))
-    assert reply.completion_tokens == 20
-    assert "tok19" in final
-    assert "tokens/s" in final
-    # The first frame carried the user's message and the empty streaming reply.
+    assert (reply.prompt_tokens, reply.completion_tokens) == (10, 20)
+    assert reply.tokens_per_second
+    assert "tok19" in final and "tokens/s" in final and MODEL in final
+    # The first frame carries the user's message and the empty streaming reply.
     assert "Hello there" in socket.frames[0]
     assert "status-streaming" in socket.frames[0]
+    assert any('hx-swap-oob="innerHTML"' in frame for frame in socket.frames[1:-1])
+    generation = await Generation.objects.aget()
+    assert (generation.status, generation.door, generation.completion_tokens) == ("ok", "web", 20)
+
+
+async def test_the_title_comes_from_the_model_after_the_first_exchange(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=3)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="What is the capital of France, please?", model=MODEL)
+    await socket.receive_until(r"status-complete")
+    title_frame = await socket.receive_until(r'id="conv-title"')
+    await conversation.arefresh_from_db()
+    assert conversation.title == "tok0 tok1 tok2"
+    assert "tok0 tok1 tok2" in title_frame
+    title_request = mock.requests[-1].body
+    assert title_request["stream"] is False
+    assert "capital of France" in title_request["messages"][0]["content"]
+
+
+async def test_stop_cancels_the_upstream_within_a_second_and_keeps_the_partial_reply(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=2000, delay=0.01)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Count", model=MODEL)
+    await socket.receive_until(r"tok5\b")
+    await socket.send(action="stop")
+    record = await mock.wait_for_disconnect_async(within=1.0)
+    assert record.cut_by_client and not record.completed
+    final = await socket.receive_until(r"status-stopped")
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.STOPPED
+    assert reply.content.startswith("tok0 tok1 tok2 tok3 tok4 tok5")
+    assert "stopped" in final
+    assert (await Generation.objects.aget()).status == "stopped"
+
+
+async def test_closing_the_socket_mid_reply_does_not_stop_it(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=40, delay=0.01)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Go on", model=MODEL)
+    await socket.receive_until(r"tok2\b")
+    await socket.close()
+    await runner.wait_for_runners()
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.content.endswith("tok39")
+
+
+async def test_regenerate_replaces_the_last_reply(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=3)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Hi", model=MODEL)
+    await socket.receive_until(r"status-complete")
+    first = await reply_of(conversation)
+    mock.script(text="A different answer")
+    await socket.send(action="regenerate")
+    await socket.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+    messages = [m async for m in conversation.messages.order_by("pk")]
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "Hi"),
+        ("assistant", "A different answer"),
+    ]
+    assert messages[1].pk != first.pk
+    assert mock.requests[-1].body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+async def test_editing_the_last_message_resends_it(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=3)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Helo", model=MODEL)
+    await socket.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+    question = await conversation.messages.afirst()
+    await socket.send(action="edit", message_id=question.pk, content="Hello")
+    await socket.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+    assert [m.content async for m in conversation.messages.order_by("pk")] == [
+        "Hello",
+        "tok0 tok1 tok2",
+    ]
+    chat_requests = [r for r in mock.requests if isinstance(r.body, dict) and "messages" in r.body]
+    assert chat_requests[-1].body["messages"] == [{"role": "user", "content": "Hello"}]
+
+
+async def test_only_the_last_message_can_be_edited(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=2)
+    socket = await connected(sockets, conversation)
+    for text in ("one", "two"):
+        await socket.send(action="send", content=text, model=MODEL)
+        await socket.receive_until(r"status-complete")
+        await runner.wait_for_runners()
+    first = await conversation.messages.afirst()
+    await socket.send(action="edit", message_id=first.pk, content="changed")
+    frame = await socket.receive_until(r"composer-error")
+    assert "Only your last message can be edited" in frame
+    assert (await conversation.messages.afirst()).content == "one"
+
+
+async def test_a_tab_joining_mid_reply_gets_the_text_so_far_then_the_rest_with_no_gap_or_duplicate(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(text=PARAGRAPHS, delay=0.01)
+    layer = get_channel_layer()
+    observer = await layer.new_channel()
+    await layer.group_add(runner.group(conversation.pk), observer)
+    first = await connected(sockets, conversation)
+    await first.send(action="send", content="Paragraphs", model=MODEL)
+    await first.receive_until(r"para10\b")
+    second = await connected(sockets, conversation)
+    snapshot_frame = await second.receive()
+    assert "status-streaming" in snapshot_frame and "para10" in snapshot_frame
+    await second.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+
+    # Rebuild what the second tab shows, the way htmx swaps the frames.
+    reply = await reply_of(conversation)
+    done = _inner(snapshot_frame, f"msg-{reply.pk}-done")
+    tail = _inner(snapshot_frame, f"msg-{reply.pk}-tail")
+    for frame in second.frames[1:-1]:
+        done += _inner(frame, f"msg-{reply.pk}-done") if f"msg-{reply.pk}-done" in frame else ""
+        tail = _inner(frame, f"msg-{reply.pk}-tail")
+    shown = _words(done + tail)
+    # No gap and no duplicate: a prefix of the reply in order (the last batch may ride on
+    # the final frame, which replaces the whole message).
+    assert len(shown) > 20
+    assert shown == [f"para{i}" for i in range(len(shown))]
+    final_body = second.frames[-1].split("-body", 1)[1].split("<footer", 1)[0]
+    assert _words(final_body.split(">", 1)[1]) == [f"para{i}" for i in range(60)]
+
+    # Every update went out once, in order, with consecutive sequence numbers.
+    seqs = []
+    while True:
+        try:
+            async with asyncio.timeout(0.2):
+                message = await layer.receive(observer)
+        except TimeoutError:
+            break
+        if message["type"] == "reply.frame":
+            seqs.append(message["seq"])
+    await layer.group_discard(runner.group(conversation.pk), observer)
+    assert seqs == list(range(len(seqs)))
+
+
+def _words(html: str) -> list[str]:
+    return unescape(re.sub(r"<[^>]+>", " ", html)).split()
+
+
+def _inner(frame: str, element_id: str) -> str:
+    match = re.search(
+        rf'<div id="{element_id}"[^>]*>(.*?)</div>(?=\s*<div id="msg-|\s*$|\s*</div>)', frame, re.S
+    )
+    assert match, f"{element_id} not in frame"
+    return match.group(1)
+
+
+async def test_a_gap_in_sequence_numbers_resyncs_from_the_snapshot() -> None:
+    consumer = ChatConsumer()
+    consumer.last_seq = {7: 3}
+    sent: list[str] = []
+    resyncs: list[int] = []
+
+    async def send(text_data: str) -> None:
+        sent.append(text_data)
+
+    async def send_latest_turn() -> None:
+        # The snapshot is written before each publish, so it covers the frame that showed
+        # the gap.
+        resyncs.append(1)
+        consumer.last_seq[7] = 9
+
+    consumer.send = send  # type: ignore[method-assign]
+    consumer._send_latest_turn = send_latest_turn  # type: ignore[method-assign]
+    await consumer.reply_frame({"message": 7, "seq": 3, "html": "old"})
+    await consumer.reply_frame({"message": 7, "seq": 4, "html": "next"})
+    await consumer.reply_frame({"message": 7, "seq": 8, "html": "after a gap"})
+    await consumer.reply_frame({"message": 7, "seq": 9, "html": "covered by the snapshot"})
+    await consumer.reply_frame({"message": 7, "seq": 10, "html": "newer"})
+    assert sent == ["next", "newer"]
+    assert resyncs == [1]
+
+
+async def test_an_upstream_error_mid_stream_keeps_the_partial_text_and_shows_a_retry(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=10, delay=0.005, error_after=4, error="model crashed")
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Try", model=MODEL)
+    final = await socket.receive_until(r"status-error")
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.ERROR
+    assert reply.content == "tok0 tok1 tok2 tok3 "
+    assert MODEL in reply.error and "model crashed" in reply.error
+    assert "Retry" in final and "tok3" in final
+    assert (await Generation.objects.aget()).status == "error"
+    # Retry answers the same question again.
+    mock.reset()
+    mock.script(tokens=2)
+    await socket.send(action="regenerate")
+    await socket.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+    assert [m.content async for m in conversation.messages.order_by("pk")] == [
+        "Try",
+        "tok0 tok1",
+    ]
+
+
+async def test_an_unreachable_upstream_is_reported_in_place_and_the_message_is_kept(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(status=500, error="out of memory")
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Keep me", model=MODEL)
+    final = await socket.receive_until(r"status-error")
+    assert "out of memory" in final and MODEL in final
+    assert await conversation.messages.filter(role="user", content="Keep me").aexists()
+
+
+async def test_a_refused_turn_shows_the_meter_message_and_keeps_the_question(
+    sockets, conversation: Conversation, mock: MockUpstream, settings
+) -> None:
+    settings.QUOTAS = {
+        **settings.QUOTAS,
+        "member": {**settings.QUOTAS["member"], "requests_per_minute": 1},
+    }
+    mock.script(tokens=2)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="first", model=MODEL)
+    await socket.receive_until(r"status-complete")
+    await runner.wait_for_runners()
+    await socket.send(action="send", content="second", model=MODEL)
+    frame = await socket.receive_until(r"status-error")
+    assert "Too many requests" in frame
+    assert await conversation.messages.filter(content="second").aexists()
+
+
+async def test_a_message_while_a_reply_streams_is_refused(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=500, delay=0.01)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="one", model=MODEL)
+    await socket.receive_until(r"tok1\b")
+    await socket.send(action="send", content="two", model=MODEL)
+    frame = await socket.receive_until(r"composer-error")
+    assert "still being written" in frame
+    assert "two" in frame  # the unsent text is put back in the box
+    await socket.send(action="stop")
+    await socket.receive_until(r"status-stopped")
+
+
+async def test_an_unknown_model_is_refused_with_a_message(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="hi", model="nope:1b")
+    frame = await socket.receive_until(r"composer-error")
+    assert "nope:1b is not available" in frame
+    assert not await conversation.messages.aexists()
+
+
+async def test_someone_elses_conversation_is_refused(sockets, conversation: Conversation) -> None:
+    other = await database_sync_to_async(make_user)("otto")
+    cookie = await database_sync_to_async(session_cookie)(other)
+    socket = await sockets(conversation.pk, user_cookie=cookie)
+    ok, _ = await socket.connect()
+    assert not ok
+
+
+async def test_anonymous_and_pending_people_are_refused(
+    sockets, conversation: Conversation
+) -> None:
+    anonymous = await sockets(conversation.pk, user_cookie="")
+    assert not (await anonymous.connect())[0]
+    owner = await User.objects.aget(pk=conversation.owner_id)
+    owner.role = User.Role.PENDING
+    await owner.asave()
+    pending = await sockets(conversation.pk)
+    assert not (await pending.connect())[0]
+
+
+async def test_a_foreign_origin_is_refused(sockets, conversation: Conversation) -> None:
+    socket = await sockets(conversation.pk, origin="http://evil.example")
+    assert not (await socket.connect())[0]
+
+
+async def test_every_message_is_authorized_again(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    socket = await connected(sockets, conversation)
+    await User.objects.filter(pk=conversation.owner_id).aupdate(is_active=False)
+    await socket.send(action="send", content="hi", model=MODEL)
+    output = await socket.communicator.receive_output(timeout=2)
+    assert output == {"type": "websocket.close", "code": 4403}
+    assert not await conversation.messages.aexists()
