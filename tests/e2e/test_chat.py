@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from tests.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,3 +38,72 @@ def test_a_streamed_reply_renders_as_markdown_with_highlighted_code(
     expect(reply.locator(".msg-stats")).to_contain_text("tokens/s")
     expect(page.locator(".msg-user .user-text")).to_have_text("Show me code")
     assert Message.objects.get(role="assistant").content == MARKDOWN_REPLY
+
+
+def test_stop_ends_a_reply_and_keeps_what_was_written(signed_in, upstream: MockUpstream) -> None:
+    upstream.script(tokens=3000, delay=0.01)
+    page = signed_in()
+    send(page, "Count forever")
+    reply = page.locator(".msg-assistant").last
+    expect(reply).to_contain_text("tok10")
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()
+    stop.click()
+    expect(reply).to_have_class(re.compile("status-stopped"))
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    saved = Message.objects.get(role="assistant")
+    assert saved.status == Message.Status.STOPPED
+    assert saved.content.startswith("tok0 tok1")
+    assert upstream.streams[0].cut_by_client
+
+
+def test_reloading_mid_reply_shows_the_text_so_far_and_keeps_streaming(
+    signed_in, upstream: MockUpstream
+) -> None:
+    upstream.script(tokens=250, delay=0.01)
+    page = signed_in()
+    send(page, "Count")
+    expect(page.locator(".msg-assistant").last).to_contain_text("tok20")
+    page.reload()
+    reply = page.locator(".msg-assistant").last
+    expect(reply).to_have_class(re.compile("status-streaming"))
+    expect(reply).to_contain_text("tok150")
+    expect(reply).to_have_class(re.compile("status-complete"), timeout=10_000)
+    words = reply.locator(".msg-body").inner_text().split()
+    assert words == [f"tok{i}" for i in range(250)]
+
+
+def test_rename_and_delete_from_the_sidebar(signed_in, upstream: MockUpstream) -> None:
+    upstream.script(tokens=2)
+    page = signed_in()
+    send(page, "Name me")
+    item = page.locator(".conv-item").first
+    expect(item).to_contain_text("tok0 tok1")  # the model's title
+    item.hover()
+    item.get_by_role("button", name=re.compile("^Rename")).click()
+    title = page.get_by_label("New title")
+    title.fill("Renamed chat")
+    title.press("Enter")
+    expect(page.locator(".conv-item").first).to_contain_text("Renamed chat")
+    expect(page.locator("#conv-title")).to_have_text("Renamed chat")
+    assert Conversation.objects.get().title == "Renamed chat"
+
+    page.locator(".conv-item").first.hover()
+    page.get_by_role("link", name="Delete Renamed chat").click()
+    expect(page.get_by_role("heading", name="Delete this chat?")).to_be_visible()
+    page.get_by_role("button", name="Delete chat").click()
+    page.wait_for_url("**/c/*/")
+    expect(page.locator(".conv-item")).to_have_count(0)
+    assert not Conversation.objects.filter(title="Renamed chat").exists()
+
+
+def test_the_page_works_on_a_narrow_screen(signed_in, upstream: MockUpstream) -> None:
+    upstream.script(tokens=5)
+    page = signed_in(width=375)
+    expect(page.locator("#sidebar")).to_be_hidden()
+    send(page, "Small screen")
+    expect(page.locator(".msg-assistant").last).to_have_class(re.compile("status-complete"))
+    page.get_by_role("button", name="Chats").click()
+    expect(page.locator("#sidebar")).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375
