@@ -37,10 +37,21 @@ class User(AbstractUser):
         # Django admin access follows the role, so there is one source of truth.
         self.is_staff = self.is_superuser = self.role == self.Role.ADMIN
         super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"role", "is_active"} & set(update_fields):  # type: ignore[arg-type]
+            from accounts import keycache
+
+            digests = list(self.api_keys.values_list("digest", flat=True))
+            keycache.forget(digests, usable=self.may_use_api)
 
     @property
     def is_admin(self) -> bool:
         return self.is_active and self.role == self.Role.ADMIN
+
+    @property
+    def may_use_api(self) -> bool:
+        """Active members and admins may call the platform API with their keys."""
+        return self.is_active and self.role in (self.Role.ADMIN, self.Role.MEMBER)
 
     @property
     def is_pending(self) -> bool:
@@ -89,6 +100,18 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        super().save(*args, **kwargs)
+        from accounts import keycache
+
+        keycache.forget([self.digest], usable=self.is_live)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        from accounts import keycache
+
+        keycache.forget([self.digest], usable=False)
+        return super().delete(*args, **kwargs)
 
     @staticmethod
     def digest_of(secret: str) -> str:

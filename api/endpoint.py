@@ -6,6 +6,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
@@ -38,6 +40,10 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                     )
                 key: ApiKey = await authenticate(request, openai=openai)
                 return await view(request, key, *args, **kwargs)
+            except RequestDataTooBig:
+                limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+                error = ApiError(413, f"request body too large: the limit is {limit} MiB")
+                return error.openai_response() if openai else error.ollama_response()
             except ApiError as exc:
                 return exc.openai_response() if openai else exc.ollama_response()
             except Exception:

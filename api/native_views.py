@@ -57,14 +57,14 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
     messages = validation.check_messages(body.get("messages") or [])
     _check_common(body)
     format = validation.check_format(body.get("format"))
-    entry = await find_model(key, model, openai=False)
+    target = await find_model(key, model, openai=False)
     stream = body.get("stream") is not False
     lines = Lines(model, chat=True)
     if not messages:
         return _load_answer(lines, body, stream)
     relay = await begin(
         key,
-        entry,
+        target,
         lambda: stream_chat(
             model,
             messages,
@@ -74,6 +74,7 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
             think=body.get("think"),
             keep_alive=body.get("keep_alive"),
             stream=stream,
+            target=target,
         ),
         openai=False,
         prompt_estimate=estimate_prompt_tokens(messages),
@@ -95,7 +96,7 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
     raw = bool(body.get("raw"))
     if raw and (body.get("template") or body.get("system") or body.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
-    entry = await find_model(key, model, openai=False)
+    target = await find_model(key, model, openai=False)
     stream = body.get("stream") is not False
     lines = Lines(model, chat=False)
     prompt = body.get("prompt") or ""
@@ -103,7 +104,7 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
         return _load_answer(lines, body, stream)
     relay = await begin(
         key,
-        entry,
+        target,
         lambda: engine_generate(
             model,
             prompt,
@@ -118,6 +119,7 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
             think=body.get("think"),
             keep_alive=body.get("keep_alive"),
             stream=stream,
+            target=target,
         ),
         openai=False,
         prompt_estimate=prompt_estimate(prompt, body.get("system") or ""),
@@ -226,7 +228,7 @@ async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
     name = body.get("model") or body.get("name") or ""
     if not name:
         raise ApiError(400, "model is required", param="model")
-    entry = await find_model(key, name, openai=False)
+    entry = (await find_model(key, name, openai=False)).entry
     details = _details(entry)
     model_info = {"general.architecture": details["family"]} if details["family"] else {}
     return json_response(

@@ -77,10 +77,10 @@ async def chat_completions(
         # A shape the translation did not expect is still the caller's mistake, not a 500.
         raise ApiError(400, "the request body does not match the chat completions schema") from None
     tools = None if body.get("tool_choice") == "none" else native.tools
-    entry = await find_model(key, native.model, openai=True)
+    target = await find_model(key, native.model, openai=True)
     relay = await begin(
         key,
-        entry,
+        target,
         lambda: stream_chat(
             native.model,
             native.messages,
@@ -89,6 +89,7 @@ async def chat_completions(
             format=native.format,
             think=native.think,
             stream=native.stream,
+            target=target,
         ),
         openai=True,
         prompt_estimate=estimate_prompt_tokens(native.messages),
@@ -174,4 +175,4 @@ async def models(request: HttpRequest, key: ApiKey) -> HttpResponse:
 @endpoint("GET", openai=True)
 async def model(request: HttpRequest, key: ApiKey, model_id: str) -> HttpResponse:
     """GET /v1/models/{id}; ids may contain `:` and `/`."""
-    return json_response(_model(await find_model(key, model_id, openai=True)))
+    return json_response(_model((await find_model(key, model_id, openai=True)).entry))

@@ -16,7 +16,7 @@ from accounts.models import ApiKey
 from api.auth import check_model
 from api.errors import from_engine, from_refusal, model_not_found
 from api.ndjson import Clock
-from llm.catalog import CatalogModel, resolve
+from llm.client import Target, find_target
 from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
 from llm.events import Delta, Event, Finished, ToolCalls
 from llm.tokens import estimate_tokens
@@ -129,18 +129,18 @@ def prompt_estimate(*texts: str) -> int:
     return sum(estimate_tokens(text) for text in texts)
 
 
-async def find_model(key: ApiKey, name: str, *, openai: bool) -> CatalogModel:
-    """The catalog entry of a model this key may use; a 404 ApiError otherwise."""
+async def find_model(key: ApiKey, name: str, *, openai: bool) -> Target:
+    """Where a model this key may use is served; a 404 ApiError otherwise."""
     check_model(key, name, openai=openai)
     try:
-        return await resolve(name)
+        return await find_target(name)
     except ModelNotFound:
         raise model_not_found(name, openai) from None
 
 
 async def begin(
     key: ApiKey,
-    entry: CatalogModel,
+    target: Target,
     events: Callable[[], AsyncIterator[Event]],
     *,
     openai: bool,
@@ -158,13 +158,13 @@ async def begin(
     relay = Relay(
         admission,
         events(),
-        model=entry.name,
-        connection=entry.connection_name,
+        model=target.model,
+        connection=target.connection.name,
         prompt_estimate=prompt_estimate,
         clock=clock,
     )
     try:
         await relay.start()
     except LLMError as exc:
-        raise from_engine(exc, entry.name, openai) from None
+        raise from_engine(exc, target.model, openai) from None
     return relay

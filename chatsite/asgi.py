@@ -14,11 +14,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from api import asgi as api_asgi  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+
+async def http_application(scope: dict, receive: object, send: object) -> None:
+    """Pages go through Django's handler; the platform API through its own lean door."""
+    if api_asgi.serves(scope["path"]):
+        await api_asgi.application(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -211,3 +211,6 @@ LLM_MAX_CONNECTIONS = int(os.environ.get("LLM_MAX_CONNECTIONS", "1000"))
 LLM_MAX_KEEPALIVE = int(os.environ.get("LLM_MAX_KEEPALIVE", "100"))
 LLM_CATALOG_TTL = int(os.environ.get("LLM_CATALOG_TTL", "30"))
 LLM_CATALOG_MISS_REFRESH = float(os.environ.get("LLM_CATALOG_MISS_REFRESH", "5"))
+
+# Request bodies (API calls with base64 images can be large), in MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_REQUEST_MB", "32")) * 1024 * 1024

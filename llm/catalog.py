@@ -60,9 +60,12 @@ class Catalog:
     errors: dict[str, str]
     fetched_at: float
 
+    def __post_init__(self) -> None:
+        self._by_name = {model.name: model for model in reversed(self.models)}
+
     def find(self, name: str) -> CatalogModel | None:
         """The model called `name`, if listed."""
-        return next((model for model in self.models if model.name == name), None)
+        return self._by_name.get(name)
 
 
 async def load_catalog(refresh: bool = False) -> Catalog:
@@ -273,12 +276,20 @@ async def _read_cache() -> Catalog | None:
         return None
     if not raw:
         return None
+    global _parsed
+    if _parsed is not None and _parsed[0] == raw:
+        return _parsed[1]  # the same catalog as last time: skip decoding it again
     data = json.loads(raw)
-    return Catalog(
+    catalog = Catalog(
         models=[CatalogModel(**m) for m in data["models"]],
         errors=data["errors"],
         fetched_at=data["fetched_at"],
     )
+    _parsed = (raw, catalog)
+    return catalog
+
+
+_parsed: tuple[str, Catalog] | None = None
 
 
 async def _write_cache(catalog: Catalog) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from llm import catalog
+from llm.catalog import CatalogModel
 from llm.clients import ollama, openai
 from llm.clients.base import run_call
 from llm.errors import LLMError, ModelNotFound
@@ -28,6 +29,7 @@ class Target:
     model: str
     upstream_model: str
     connection: Connection
+    entry: CatalogModel
 
     @property
     def protocol(self) -> ModuleType:
@@ -40,7 +42,7 @@ async def find_target(model: str) -> Target:
     entry, connection = await catalog.resolve_connection(model)
     if not connection.allows(entry.upstream_name):
         raise ModelNotFound(model)
-    return Target(model, entry.upstream_name, connection)
+    return Target(model, entry.upstream_name, connection, entry)
 
 
 def _headers(connection: Connection) -> dict[str, str]:
@@ -60,9 +62,13 @@ async def stream_chat(
     think: bool | str | None = None,
     keep_alive: int | float | str | None = None,
     stream: bool = True,
+    target: Target | None = None,
 ) -> AsyncIterator[Event]:
-    """Chat with `model`: yields Delta, ToolCalls and one Finished (or raises LLMError)."""
-    target = await find_target(model)
+    """Chat with `model`: yields Delta, ToolCalls and one Finished (or raises LLMError).
+
+    A caller that has already looked the model up passes its `target` to skip doing it twice.
+    """
+    target = target or await find_target(model)
     connection = target.connection
     call = target.protocol.chat_call(
         connection.root_url,
@@ -97,9 +103,10 @@ async def generate(
     think: bool | str | None = None,
     keep_alive: int | float | str | None = None,
     stream: bool = True,
+    target: Target | None = None,
 ) -> AsyncIterator[Event]:
     """Complete `prompt` with `model` (on an OpenAI upstream: a system + user chat)."""
-    target = await find_target(model)
+    target = target or await find_target(model)
     connection = target.connection
     call = target.protocol.generate_call(
         connection.root_url,

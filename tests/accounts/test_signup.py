@@ -42,7 +42,9 @@ def test_a_pending_account_sees_the_waiting_page_everywhere(client: Client, admi
 def test_in_open_mode_a_later_account_is_a_member(client: Client, admin: User) -> None:
     signup(client, "newbie")
     assert User.objects.get(username="newbie").role == User.Role.MEMBER
-    assert client.get(reverse("home")).status_code == 200
+    response = client.get(reverse("home"), follow=True)
+    assert response.status_code == 200
+    assert reverse("accounts:pending") not in [url for url, _ in response.redirect_chain]
 
 
 @override_settings(SIGNUP_MODE="closed")

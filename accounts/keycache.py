@@ -1,0 +1,107 @@
+"""API keys by digest, cached in Redis so the API's hot path needs no database query.
+
+Every worker shares the cache, so a change is seen everywhere at once: saving or deleting a
+key, or changing its owner, drops the entry or replaces it with a tombstone. Entries are
+written with NX, so a lookup that read the database just before a revocation cannot put
+the old record back over the tombstone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import ApiKey, User
+from usage.redis import get_async_redis, get_redis
+
+TTL = 300
+TOMBSTONE = "-"
+
+
+def _cache_key(digest: str) -> str:
+    return f"apikey:{digest}"
+
+
+async def find(digest: str, *, use_window: int) -> tuple[ApiKey | None, bool]:
+    """The key with this digest (its `user` attached), and whether this is its first use in
+    the last `use_window` seconds (to keep `last_used_at` current without a write per call).
+    """
+    client = get_async_redis()
+    pipe = client.pipeline(transaction=False)
+    pipe.get(_cache_key(digest))
+    pipe.set(f"apikey:used:{digest}", 1, ex=use_window, nx=True)
+    raw, first_use = await pipe.execute()
+    if raw == TOMBSTONE:
+        return None, False
+    if raw:
+        return _from_record(json.loads(raw)), bool(first_use)
+    key = await ApiKey.objects.select_related("user").filter(digest=digest).afirst()
+    value = json.dumps(_record(key)) if key is not None else TOMBSTONE
+    await client.set(_cache_key(digest), value, ex=TTL, nx=True)
+    return key, bool(first_use)
+
+
+def forget(digests: list[str], *, usable: bool) -> None:
+    """Drop cached keys after a change; unusable ones become tombstones."""
+    if not digests:
+        return
+    pipe = get_redis().pipeline(transaction=False)
+    for digest in digests:
+        if usable:
+            pipe.delete(_cache_key(digest))
+        else:
+            pipe.set(_cache_key(digest), TOMBSTONE, ex=TTL)
+    pipe.execute()
+
+
+def _record(key: ApiKey) -> dict:
+    user = key.user
+    return {
+        "id": key.pk,
+        "name": key.name,
+        "last_four": key.last_four,
+        "allowed_models": key.allowed_models,
+        "created_at": _iso(key.created_at),
+        "last_used_at": _iso(key.last_used_at),
+        "expires_at": _iso(key.expires_at),
+        "revoked_at": _iso(key.revoked_at),
+        "user": {
+            "id": user.pk,
+            "username": user.username,
+            "role": user.role,
+            "is_active": user.is_active,
+        },
+    }
+
+
+def _from_record(record: dict) -> ApiKey:
+    user = User(
+        pk=record["user"]["id"],
+        username=record["user"]["username"],
+        role=record["user"]["role"],
+        is_active=record["user"]["is_active"],
+    )
+    key = ApiKey(
+        pk=record["id"],
+        user=user,
+        name=record["name"],
+        last_four=record["last_four"],
+        allowed_models=record["allowed_models"],
+        created_at=_parse(record["created_at"]),
+        last_used_at=_parse(record["last_used_at"]),
+        expires_at=_parse(record["expires_at"]),
+        revoked_at=_parse(record["revoked_at"]),
+    )
+    key._state.adding = False
+    key._state.db = "default"
+    return key
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
