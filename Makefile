@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench browser clean
+.PHONY: run test lint format bench browser node-sdk clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
@@ -38,7 +38,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(STAMP) browser lint
+# The openai Node SDK for its conformance test (skipped where there is no npm).
+node-sdk:
+	@if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund --prefix tests/node; \
+	else echo "Node SDK test will be skipped: install nodejs and npm"; fi
+
+test: $(STAMP) browser node-sdk lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
