@@ -72,7 +72,7 @@ async def request_stop(conversation_id: int) -> None:
     await get_channel_layer().group_send(stop_group(conversation_id), {"type": "reply.stop"})
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: the worker's keeper holds a set of them
 class ReplyRunner:
     turn: services.Turn
     admission: Admission | None
@@ -116,8 +116,8 @@ class ReplyRunner:
             helpers = [
                 asyncio.ensure_future(self._listen_for_stop(stop_channel, pump)),
                 asyncio.ensure_future(self._publish_loop()),
-                asyncio.ensure_future(self._keep_alive()),
             ]
+            _keeper().add(self)
             try:
                 await pump
             except asyncio.CancelledError:
@@ -134,6 +134,7 @@ class ReplyRunner:
             status = Message.Status.ERROR
             error = f"Something went wrong on the server while {self.reply.model} was answering."
         finally:
+            _keeper().discard(self)
             async with self.publish_lock:
                 for helper in helpers:
                     helper.cancel()
@@ -204,16 +205,6 @@ class ReplyRunner:
         if self.turn.user_message is not None:
             items.insert(0, fragments.message_item(self.turn.user_message))
         await self._send(fragments.messages_frame(items, self.conversation))
-
-    async def _keep_alive(self) -> None:
-        """Heartbeat for the start-up sweep, and a database checkpoint about once a second."""
-        while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL)
-            await snapshots.beat(self.reply.pk)
-            text = self.text
-            if len(text) != self.checkpointed_length:
-                await database_sync_to_async(services.checkpoint)(self.reply.pk, text)
-                self.checkpointed_length = len(text)
 
     async def _finish(self, status: str, error: str) -> None:
         text = self.text
@@ -287,6 +278,54 @@ class ReplyRunner:
                 self.group,
                 {"type": "conversation.title", "html": fragments.title_frame(conversation)},
             )
+
+
+class _Keeper:
+    """One task per worker: heartbeats and database checkpoints for all its runners.
+
+    Batched so that a worker with 150 replies makes one Redis round trip and one
+    database call per second, not 150 of each.
+    """
+
+    def __init__(self) -> None:
+        self.runners: set[ReplyRunner] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, runner: ReplyRunner) -> None:
+        self.runners.add(runner)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, runner: ReplyRunner) -> None:
+        self.runners.discard(runner)
+
+    async def _run(self) -> None:
+        while self.runners:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            runners = list(self.runners)
+            try:
+                await snapshots.beat_many([r.reply.pk for r in runners])
+                changed = []
+                for r in runners:
+                    text = r.text
+                    if len(text) != r.checkpointed_length:
+                        changed.append((r.reply.pk, text))
+                        r.checkpointed_length = len(text)
+                if changed:
+                    await database_sync_to_async(services.checkpoint_many)(changed)
+            except Exception:
+                log.exception("checkpoint failed")
+
+
+_keepers: dict[int, _Keeper] = {}
+
+
+def _keeper() -> _Keeper:
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(id(loop))
+    if keeper is None:
+        keeper = _keepers[id(loop)] = _Keeper()
+    return keeper
 
 
 def _save_title(conversation_id: int, title: str) -> Conversation | None:

@@ -214,11 +214,14 @@ def finish_reply(
     return reply
 
 
-def checkpoint(reply_id: int, content: str) -> None:
-    """Save a streaming reply's text so far (the runner does this about once a second)."""
-    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
-        content=content, checkpointed_at=timezone.now()
-    )
+@transaction.atomic
+def checkpoint_many(texts: list[tuple[int, str]]) -> None:
+    """Save streaming replies' text so far (each worker does this about once a second)."""
+    now = timezone.now()
+    for reply_id, content in texts:
+        Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
+            content=content, checkpointed_at=now
+        )
 
 
 def interrupt_reply(reply: Message, text: str | None = None) -> Message:

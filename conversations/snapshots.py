@@ -74,12 +74,15 @@ async def finish(reply_id: int, seq: int) -> None:
     await pipe.execute()
 
 
-async def beat(reply_id: int) -> None:
-    """The runner is alive; keep its snapshot too."""
+async def beat_many(reply_ids: list[int]) -> None:
+    """These replies' runners are alive; keep their snapshots too (one round trip)."""
+    if not reply_ids:
+        return
     pipe = get_async_redis().pipeline(transaction=False)
-    pipe.set(_beat_key(reply_id), "1", ex=HEARTBEAT_TTL)
-    pipe.expire(_text_key(reply_id), TTL)
-    pipe.expire(_meta_key(reply_id), TTL)
+    for reply_id in reply_ids:
+        pipe.set(_beat_key(reply_id), "1", ex=HEARTBEAT_TTL)
+        pipe.expire(_text_key(reply_id), TTL)
+        pipe.expire(_meta_key(reply_id), TTL)
     await pipe.execute()
 
 

@@ -1,0 +1,462 @@
+"""Websocket chats on one Daphne worker: delay from upstream token to frame, CPU per token.
+
+Run from the repository root: `.venv/bin/python bench/bench_chat_ws.py`
+(needs the `websockets` package: `.venv/bin/pip install websockets`).
+
+Sets up Django on a temporary DATA_DIR (SQLite, migrated; an embedded Redis unless
+REDIS_URL is set), starts the mock upstream in its own process (tokens 20 ms apart, so
+50 tokens/s per chat; it records when it writes each token), and one Daphne worker per
+configuration. N clients (spread over the first 2 s) each send a message on their own
+conversation and read frames until the reply is complete. Reported per run:
+
+  p50/p99 delay  from the mock writing a token to the frame that first shows it
+  in order       every reply arrived whole, in order, with no token missing or repeated
+  CPU/token      the Daphne worker's CPU time (user+system) / tokens relayed
+
+Runs: a bare relay (raw ASGI websocket app: httpx to websocket, one frame per token, no
+channel layer, no rendering) and the chat with each channels-redis layer at N=150; then
+the chosen layer at growing N to find the largest that keeps p99 under 250 ms; then the
+memory of idle sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODEL = "llama3.2:latest"
+PARAGRAPH = 30  # tokens per paragraph in the reply
+LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+TOKEN = re.compile(r"tok(\d+)")
+
+
+def reply_text(tokens: int) -> str:
+    words = [f"tok{i}" for i in range(tokens)]
+    paragraphs = [" ".join(words[i : i + PARAGRAPH]) for i in range(0, tokens, PARAGRAPH)]
+    return "\n\n".join(paragraphs)
+
+
+# -- the mock upstream, in its own process, timing each token it writes ------------------
+
+
+def _mock_process(conn: object, tokens: int, delay: float) -> None:
+    from tests import mock_upstream
+
+    class TimedRecord(mock_upstream.StreamRecord):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "tokens_sent" and value:
+                self.__dict__.setdefault("times", []).append(time.monotonic())
+            object.__setattr__(self, name, value)
+
+    class TimedMock(mock_upstream.MockUpstream):
+        def _record(self, request):  # type: ignore[no-untyped-def]
+            record = super()._record(request)
+            messages = request.body.get("messages") or [{}]
+            record.key = messages[-1].get("content", "")  # type: ignore[attr-defined]
+            return record
+
+    mock_upstream.StreamRecord = TimedRecord  # type: ignore[misc]
+    with TimedMock() as mock:
+        mock.script(text=reply_text(tokens), delay=delay)
+        conn.send(mock.url)  # type: ignore[attr-defined]
+        while True:
+            command = conn.recv()  # type: ignore[attr-defined]
+            if command == "dump":
+                conn.send(  # type: ignore[attr-defined]
+                    {getattr(r, "key", ""): r.__dict__.get("times", []) for r in mock.streams}
+                )
+                mock.streams.clear()
+                mock.requests.clear()
+            else:
+                return
+
+
+# -- the bare relay: raw ASGI, httpx to websocket, no channel layer, no rendering --------
+
+_relay_client = None
+
+
+async def relay_application(scope: dict, receive: object, send: object) -> None:
+    """A websocket that streams the mock's reply, one frame per token."""
+    import httpx
+
+    global _relay_client
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()  # type: ignore[operator]
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})  # type: ignore[operator]
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})  # type: ignore[operator]
+                return
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+        return
+    if _relay_client is None:
+        _relay_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=2000), timeout=60)
+    await receive()  # type: ignore[operator]
+    await send({"type": "websocket.accept"})  # type: ignore[operator]
+    url = os.environ["MOCK_URL"] + "/api/chat"
+    while True:
+        message = await receive()  # type: ignore[operator]
+        if message["type"] == "websocket.disconnect":
+            return
+        content = json.loads(message["text"])["content"]
+        body = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+        async with _relay_client.stream("POST", url, json=body) as response:
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                chunk = json.loads(line)
+                if chunk.get("done"):
+                    break
+                await send({"type": "websocket.send", "text": chunk["message"]["content"]})  # type: ignore[operator]
+        await send({"type": "websocket.send", "text": "status-complete"})  # type: ignore[operator]
+
+
+# -- set-up ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def set_up(data_dir: Path) -> object:
+    os.environ["DATA_DIR"] = str(data_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "chatsite.settings"
+    os.environ["OLLAMA_BASE_URL"] = ""
+    os.environ["LOG_LEVEL"] = os.environ.get("LOG_LEVEL", "WARNING")
+    redis_process = None
+    if not os.environ.get("REDIS_URL"):
+        from chatsite.embedded import start_redis
+
+        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
+    # A settings module per channel layer, for the Daphne workers.
+    for name, backend in LAYERS.items():
+        (data_dir / f"bench_settings_{name}.py").write_text(
+            "from chatsite.settings import *  # noqa\n"
+            f"CHANNEL_LAYERS = {{'default': {{'BACKEND': {backend!r}, "
+            "'CONFIG': {'hosts': [REDIS_URL]}}}\n"
+        )
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return redis_process
+
+
+def start_daphne(application: str, settings_module: str, data_dir: Path, mock_url: str):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "PYTHONPATH": os.pathsep.join([str(data_dir), str(ROOT / "bench"), str(ROOT)]),
+        "MOCK_URL": mock_url,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir / f"daphne-{port}.log", "wb"),
+    )
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return process, port
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("Daphne did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def make_rows(count: int) -> tuple[str, list[int]]:
+    """An admin (no quota limits), `count` conversations; the session cookie and ids."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from accounts.models import User
+    from conversations.models import Conversation
+
+    user = User.objects.filter(username="bench").first()
+    if user is None:
+        user = User.objects.create_user("bench", password="x", role=User.Role.ADMIN)
+    # Not drafts, so no title request follows each reply.
+    conversations = Conversation.objects.bulk_create(
+        Conversation(owner=user, model=MODEL, last_message_at=timezone.now()) for _ in range(count)
+    )
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value, [c.pk for c in conversations]
+
+
+# -- a run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Chat:
+    key: str
+    frames: list[tuple[float, int]] = field(default_factory=list)
+    final: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+async def run_chat(
+    url: str, cookie: str, chat: Chat, start_at: float, relay: bool, tokens: int
+) -> None:
+    import websockets
+
+    headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={cookie}"}
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    try:
+        async with websockets.connect(
+            url, additional_headers=headers, max_size=2**24, open_timeout=30
+        ) as ws:
+            await ws.send(json.dumps({"action": "send", "content": chat.key, "model": MODEL}))
+            seen = -1
+            async with asyncio.timeout(tokens * 0.02 + 60):
+                while True:
+                    frame = await ws.recv()
+                    now = time.monotonic()
+                    if "status-complete" in frame or "status-error" in frame:
+                        if "status-error" in frame:
+                            chat.error = "error"
+                        if not relay:
+                            body = frame.split("-body", 1)[1]
+                            chat.final = [int(i) for i in TOKEN.findall(body)]
+                        chat.frames.append((now, tokens - 1))
+                        return
+                    found = TOKEN.findall(frame)
+                    if found:
+                        top = max(int(i) for i in found)
+                        if relay:
+                            chat.final.append(int(found[0]))
+                        if top > seen:
+                            seen = top
+                            chat.frames.append((now, top))
+    except Exception as exc:
+        chat.error = repr(exc)
+
+
+def delays(chat: Chat, times: list[float]) -> list[float]:
+    """Per token: when a frame first showed it minus when the mock wrote it."""
+    result = []
+    frame_index = 0
+    for token, written in enumerate(times):
+        while frame_index < len(chat.frames) and chat.frames[frame_index][1] < token:
+            frame_index += 1
+        if frame_index == len(chat.frames):
+            break
+        result.append(chat.frames[frame_index][0] - written)
+    return result
+
+
+def run(  # type: ignore[no-untyped-def]
+    label, port, pid, conn, cookie, conversation_ids, relay, tokens, spread
+) -> dict:
+    chats = [Chat(key=f"{label}-{i}-{time.monotonic_ns()}") for i in range(len(conversation_ids))]
+
+    async def all_chats() -> None:
+        begin = time.monotonic() + 0.5
+        await asyncio.gather(
+            *(
+                run_chat(
+                    f"ws://127.0.0.1:{port}/" if relay else f"ws://127.0.0.1:{port}/ws/c/{pk}/",
+                    cookie,
+                    chat,
+                    begin + spread * i / len(chats),
+                    relay,
+                    tokens,
+                )
+                for i, (chat, pk) in enumerate(zip(chats, conversation_ids, strict=True))
+            )
+        )
+
+    cpu_before = cpu_seconds(pid)
+    asyncio.run(all_chats())
+    cpu = cpu_seconds(pid) - cpu_before
+    conn.send("dump")
+    written = conn.recv()
+    all_delays: list[float] = []
+    whole = 0
+    errors = [chat.error for chat in chats if chat.error]
+    for chat in chats:
+        times = written.get(chat.key, [])
+        all_delays += delays(chat, times)
+        if chat.final == list(range(tokens)) and len(times) == tokens:
+            whole += 1
+    all_delays.sort()
+    p = lambda q: all_delays[min(len(all_delays) - 1, int(q * len(all_delays)))] * 1000  # noqa: E731
+    relayed = tokens * len(chats)
+    result = {
+        "label": label,
+        "n": len(chats),
+        "p50": p(0.50) if all_delays else float("nan"),
+        "p99": p(0.99) if all_delays else float("nan"),
+        "whole": whole,
+        "errors": errors[:3],
+        "cpu_per_token_us": cpu / relayed * 1e6,
+        "cpu": cpu,
+    }
+    print(
+        f"{label:>14}  N={result['n']:<4} p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms"
+        f"  in order {whole}/{len(chats)}  CPU {cpu:5.2f} s = "
+        f"{result['cpu_per_token_us']:5.0f} µs/token"
+        + (f"  errors: {errors[:2]}" if errors else ""),
+        flush=True,
+    )
+    return result
+
+
+def idle_memory(port: int, pid: int, cookie: str, conversation_ids: list[int]) -> float:
+    import websockets
+
+    async def hold() -> float:
+        before = rss_bytes(pid)
+        headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={cookie}"}
+        sockets = []
+        for pk in conversation_ids:
+            sockets.append(
+                await websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws/c/{pk}/", additional_headers=headers
+                )
+            )
+        await asyncio.sleep(2)
+        after = rss_bytes(pid)
+        for ws in sockets:
+            await ws.close()
+        return (after - before) / len(sockets)
+
+    return asyncio.run(hold())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=300, help="tokens per reply")
+    parser.add_argument("--chats", type=int, default=150)
+    parser.add_argument("--sweep", default="200,250,300,400", help="extra N for the chosen layer")
+    parser.add_argument("--idle", type=int, default=1000, help="idle sockets for memory")
+    parser.add_argument("--spread", type=float, default=2.0, help="seconds over which chats start")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
+    parent, child = multiprocessing.Pipe()
+    mock = multiprocessing.Process(target=_mock_process, args=(child, args.tokens, 0.02))
+    mock.start()
+    mock_url = parent.recv()
+    redis_process = set_up(data_dir)
+    from llm.models import Connection
+
+    Connection.objects.create(name="mock", kind="ollama", base_url=mock_url)
+    results = {}
+    try:
+        daphne, port = start_daphne(
+            "bench_chat_ws:relay_application", "chatsite.settings", data_dir, mock_url
+        )
+        try:
+            results["relay"] = run(
+                "bare relay", port, daphne.pid, parent, "", [0] * args.chats, True,
+                args.tokens, args.spread,
+            )  # fmt: skip
+        finally:
+            daphne.terminate()
+            daphne.wait()
+        for name in LAYERS:
+            daphne, port = start_daphne(
+                "chatsite.asgi:application", f"bench_settings_{name}", data_dir, mock_url
+            )
+            try:
+                cookie, ids = make_rows(args.chats)
+                if os.environ.get("PYSPY_OUT"):  # profile the chat worker during the run
+                    subprocess.Popen(
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                         str(daphne.pid), "-o", f"{os.environ['PYSPY_OUT']}-{name}", "-f",
+                         "raw", "-d", "12", "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                results[name] = run(
+                    f"chat ({name})", port, daphne.pid, parent, cookie, ids, False,
+                    args.tokens, args.spread,
+                )  # fmt: skip
+            finally:
+                daphne.terminate()
+                daphne.wait()
+        ok = [
+            name for name in LAYERS
+            if results[name]["whole"] == args.chats and results[name]["p99"] < 250
+        ]  # fmt: skip
+        chosen = min(ok or list(LAYERS), key=lambda name: results[name]["cpu_per_token_us"])
+        relay_cpu = results["relay"]["cpu_per_token_us"]
+        for name in LAYERS:
+            print(
+                f"{name}: CPU/token {results[name]['cpu_per_token_us'] / relay_cpu:.2f}x "
+                "the bare relay (goal <= 2)"
+            )
+        print(f"chosen layer: {chosen}")
+        daphne, port = start_daphne(
+            "chatsite.asgi:application", f"bench_settings_{chosen}", data_dir, mock_url
+        )
+        try:
+            best = args.chats if chosen in ok else 0
+            for n in [int(n) for n in args.sweep.split(",") if n]:
+                cookie, ids = make_rows(n)
+                result = run(
+                    f"chat ({chosen})", port, daphne.pid, parent, cookie, ids, False,
+                    args.tokens, args.spread,
+                )  # fmt: skip
+                if result["p99"] >= 250 or result["whole"] < n:
+                    break
+                best = n
+            print(f"largest N meeting p99 < 250 ms with every token in order: {best}")
+            cookie, ids = make_rows(args.idle)
+            per_socket = idle_memory(port, daphne.pid, cookie, ids)
+            print(f"memory per idle socket: {per_socket / 1024:.1f} KiB ({args.idle} sockets)")
+        finally:
+            daphne.terminate()
+            daphne.wait()
+    finally:
+        parent.send("quit")
+        mock.join(5)
+        if redis_process is not None:
+            from chatsite.embedded import stop
+
+            stop(redis_process)
+
+
+if __name__ == "__main__":
+    main()
