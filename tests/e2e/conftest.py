@@ -16,9 +16,13 @@ from tests.e2e.browser import CHROMIUM, chromium
 from tests.mock_upstream import MockUpstream
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian Chromium; browser tests skip when it is not installed."""
+    """Headless Debian Chromium; browser tests skip when it is not installed.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread, which
+    would break the async tests that run after the browser tests.
+    """
     if not CHROMIUM.exists():
         pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium")
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
