@@ -40,7 +40,14 @@ def test_database_url() -> str:
 def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start Daphne against the test database and Redis; yield its base URL."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": test_database_url(), **(extra_env or {})}
+    env = {
+        **os.environ,
+        # Not tests.settings: importing it makes a new DATA_DIR (another secret key and
+        # static root) for the process that imports it.
+        "DJANGO_SETTINGS_MODULE": "tests.live_settings",
+        "DATABASE_URL": test_database_url(),
+        **(extra_env or {}),
+    }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{port}.log"
     subprocess.run(
