@@ -6,11 +6,9 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from accounts.models import User
 from llm.models import Connection
-from tests import live
 from tests.conftest import PASSWORD, make_user
 from tests.e2e.browser import CHROMIUM, chromium
 from tests.mock_upstream import MockUpstream
@@ -30,20 +28,6 @@ def browser() -> Iterator[object]:
         yield instance
     if previous is None:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture(scope="session")
-def daphne_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[str]:
-    """The suite's live Daphne, but on chatsite.settings as tests/live.py intends.
-
-    Without this it inherits DJANGO_SETTINGS_MODULE=tests.settings, whose import makes a
-    fresh DATA_DIR, so the static files collected before start-up are never found.
-    """
-    with (
-        django_db_blocker.unblock(),
-        live.daphne({"DJANGO_SETTINGS_MODULE": "chatsite.settings"}) as url,
-    ):
-        yield url
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +51,8 @@ def signed_in(browser, daphne_url: str) -> Iterator[Callable[..., object]]:  # t
     contexts = []
 
     def sign_in(username: str = "mia", *, width: int = 1200) -> object:
-        user = User.objects.filter(username=username).first() or make_user(username)
-        # The live server runs chatsite.settings, whose hashers do not include the suite's MD5.
-        user.password = PBKDF2PasswordHasher().encode(PASSWORD, "e2esalt1234567890", 1000)
-        user.save(update_fields=["password"])
+        if not User.objects.filter(username=username).exists():
+            make_user(username)
         context = browser.new_context(base_url=daphne_url, viewport={"width": width, "height": 800})
         context.set_default_timeout(10_000)
         contexts.append(context)
