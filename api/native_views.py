@@ -11,12 +11,12 @@ from api import ndjson, validation
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
 from api.ndjson import NDJSON, Lines
-from api.relay import Relay, begin, find_model, prompt_estimate
+from api.relay import Relay, begin, collect, find_model, prompt_estimate
 from llm.catalog import CatalogModel, list_models
 from llm.client import generate as engine_generate
 from llm.client import stream_chat
 from llm.errors import LLMError
-from llm.events import Delta, ToolCall, ToolCalls
+from llm.events import Delta, ToolCalls
 from llm.tokens import estimate_prompt_tokens
 
 # The Ollama API version this door speaks; some clients gate features on it.
@@ -160,25 +160,14 @@ async def encode(relay: Relay, lines: Lines, *, context: bool) -> AsyncIterator[
 
 async def whole(relay: Relay, lines: Lines, *, context: bool) -> dict:
     """The one JSON object of a `"stream": false` request (errors stay non-2xx)."""
-    text: list[str] = []
-    thinking: list[str] = []
-    calls: list[ToolCall] = []
-    try:
-        async for event in relay:
-            if isinstance(event, Delta):
-                text.append(event.text)
-                thinking.append(event.thinking)
-            elif isinstance(event, ToolCalls):
-                calls.extend(event.calls)
-    except LLMError as exc:
-        raise from_engine(exc, relay.model, openai=False) from None
+    collected = await collect(relay, openai=False)
     answer = lines.final_object(relay.finished, relay.clock, context=context)
     reply = answer["message"] if lines.chat else answer
-    reply["content" if lines.chat else "response"] = "".join(text)
-    if any(thinking):
-        reply["thinking"] = "".join(thinking)
-    if calls:
-        reply["tool_calls"] = [ndjson.tool_call(call, i) for i, call in enumerate(calls)]
+    reply["content" if lines.chat else "response"] = collected.text
+    if collected.thinking:
+        reply["thinking"] = collected.thinking
+    if collected.calls:
+        reply["tool_calls"] = [ndjson.tool_call(call, i) for i, call in enumerate(collected.calls)]
     return answer
 
 

@@ -11,12 +11,12 @@ from accounts.models import ApiKey
 from api import sse
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
-from api.relay import Relay, begin, find_model
+from api.relay import Relay, begin, collect, find_model
 from api.sse import EVENT_STREAM, Events
 from llm.catalog import CatalogModel, list_models
 from llm.client import stream_chat
 from llm.errors import InvalidRequest, LLMError
-from llm.events import Delta, ToolCall, ToolCalls
+from llm.events import Delta, ToolCalls
 from llm.tokens import estimate_prompt_tokens
 from llm.translate import openai_request_to_native
 
@@ -135,20 +135,13 @@ async def encode(relay: Relay, events: Events) -> AsyncIterator[bytes]:
 
 async def whole(relay: Relay, model: str) -> dict:
     """The chat.completion of a non-streaming request (errors stay non-2xx)."""
-    text: list[str] = []
-    thinking: list[str] = []
-    calls: list[ToolCall] = []
-    try:
-        async for event in relay:
-            if isinstance(event, Delta):
-                text.append(event.text)
-                thinking.append(event.thinking)
-            elif isinstance(event, ToolCalls):
-                calls.extend(event.calls)
-    except LLMError as exc:
-        raise from_engine(exc, relay.model, openai=True) from None
+    collected = await collect(relay, openai=True)
     return sse.completion(
-        model, text="".join(text), thinking="".join(thinking), calls=calls, finished=relay.finished
+        model,
+        text=collected.text,
+        thinking=collected.thinking,
+        calls=collected.calls,
+        finished=relay.finished,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from accounts.models import ApiKey
 from api.auth import check_model
@@ -18,7 +19,7 @@ from api.errors import from_engine, from_refusal, model_not_found
 from api.ndjson import Clock
 from llm.client import Target, find_target
 from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
-from llm.events import Delta, Event, Finished, ToolCalls
+from llm.events import Delta, Event, Finished, ToolCall, ToolCalls
 from llm.tokens import estimate_tokens
 from usage.models import Generation
 from usage.services import Admission, Refused, admit
@@ -112,6 +113,32 @@ class Relay:
             status=_status(finished, error),
             error=str(getattr(error, "message", "") or "") if error else "",
         )
+
+
+@dataclass
+class Reply:
+    """A whole generation, for a `"stream": false` request."""
+
+    text: str
+    thinking: str
+    calls: list[ToolCall]
+
+
+async def collect(relay: Relay, *, openai: bool) -> Reply:
+    """Run the relay to its end; an engine error becomes a non-2xx ApiError."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    try:
+        async for event in relay:
+            if isinstance(event, Delta):
+                text.append(event.text)
+                thinking.append(event.thinking)
+            elif isinstance(event, ToolCalls):
+                calls.extend(event.calls)
+    except LLMError as exc:
+        raise from_engine(exc, relay.model, openai) from None
+    return Reply("".join(text), "".join(thinking), calls)
 
 
 def _status(finished: Finished | None, error: BaseException | None) -> str:
