@@ -307,6 +307,7 @@ def run(  # type: ignore[no-untyped-def]
             )
         )
 
+    load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
     cpu_before = cpu_seconds(pid)
     asyncio.run(all_chats())
     cpu = cpu_seconds(pid) - cpu_before
@@ -337,6 +338,7 @@ def run(  # type: ignore[no-untyped-def]
         f"{label:>14}  N={result['n']:<4} p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms"
         f"  in order {whole}/{len(chats)}  CPU {cpu:5.2f} s = "
         f"{result['cpu_per_token_us']:5.0f} µs/token"
+        + f"  (load before {load:.2f})"
         + (f"  errors: {errors[:2]}" if errors else ""),
         flush=True,
     )
@@ -372,7 +374,14 @@ def main() -> None:
     parser.add_argument("--sweep", default="200,250,300,400", help="extra N for the chosen layer")
     parser.add_argument("--idle", type=int, default=1000, help="idle sockets for memory")
     parser.add_argument("--spread", type=float, default=2.0, help="seconds over which chats start")
+    parser.add_argument("--layers", default=",".join(LAYERS), help="channel layers to compare")
+    parser.add_argument("--no-relay", action="store_true", help="skip the bare relay run")
+    parser.add_argument(
+        "--profile", default=os.environ.get("PYSPY_OUT", ""),
+        help="py-spy raw output prefix for each chat worker's N=--chats run",
+    )  # fmt: skip
     args = parser.parse_args()
+    layers = [name for name in args.layers.split(",") if name]
 
     data_dir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
     parent, child = multiprocessing.Pipe()
@@ -385,28 +394,29 @@ def main() -> None:
     Connection.objects.create(name="mock", kind="ollama", base_url=mock_url)
     results = {}
     try:
-        daphne, port = start_daphne(
-            "bench_chat_ws:relay_application", "chatsite.settings", data_dir, mock_url
-        )
-        try:
-            results["relay"] = run(
-                "bare relay", port, daphne.pid, parent, "", [0] * args.chats, True,
-                args.tokens, args.spread,
-            )  # fmt: skip
-        finally:
-            daphne.terminate()
-            daphne.wait()
-        for name in LAYERS:
+        if not args.no_relay:
+            daphne, port = start_daphne(
+                "bench_chat_ws:relay_application", "chatsite.settings", data_dir, mock_url
+            )
+            try:
+                results["relay"] = run(
+                    "bare relay", port, daphne.pid, parent, "", [0] * args.chats, True,
+                    args.tokens, args.spread,
+                )  # fmt: skip
+            finally:
+                daphne.terminate()
+                daphne.wait()
+        for name in layers:
             daphne, port = start_daphne(
                 "chatsite.asgi:application", f"bench_settings_{name}", data_dir, mock_url
             )
             try:
                 cookie, ids = make_rows(args.chats)
-                if os.environ.get("PYSPY_OUT"):  # profile the chat worker during the run
+                if args.profile:  # profile the chat worker during the run
                     subprocess.Popen(
                         [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                         str(daphne.pid), "-o", f"{os.environ['PYSPY_OUT']}-{name}", "-f",
-                         "raw", "-d", "12", "--nonblocking"],
+                         str(daphne.pid), "-o", f"{args.profile}-{name}", "-f",
+                         "raw", "-d", "10", "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 results[name] = run(
@@ -417,17 +427,20 @@ def main() -> None:
                 daphne.terminate()
                 daphne.wait()
         ok = [
-            name for name in LAYERS
+            name for name in layers
             if results[name]["whole"] == args.chats and results[name]["p99"] < 250
         ]  # fmt: skip
-        chosen = min(ok or list(LAYERS), key=lambda name: results[name]["cpu_per_token_us"])
-        relay_cpu = results["relay"]["cpu_per_token_us"]
-        for name in LAYERS:
-            print(
-                f"{name}: CPU/token {results[name]['cpu_per_token_us'] / relay_cpu:.2f}x "
-                "the bare relay (goal <= 2)"
-            )
+        chosen = min(ok or layers, key=lambda name: results[name]["cpu_per_token_us"])
+        if "relay" in results:
+            relay_cpu = results["relay"]["cpu_per_token_us"]
+            for name in layers:
+                print(
+                    f"{name}: CPU/token {results[name]['cpu_per_token_us'] / relay_cpu:.2f}x "
+                    "the bare relay (goal <= 2)"
+                )
         print(f"chosen layer: {chosen}")
+        if not args.sweep and not args.idle:
+            return
         daphne, port = start_daphne(
             "chatsite.asgi:application", f"bench_settings_{chosen}", data_dir, mock_url
         )
@@ -442,10 +455,14 @@ def main() -> None:
                 if result["p99"] >= 250 or result["whole"] < n:
                     break
                 best = n
-            print(f"largest N meeting p99 < 250 ms with every token in order: {best}")
-            cookie, ids = make_rows(args.idle)
-            per_socket = idle_memory(port, daphne.pid, cookie, ids)
-            print(f"memory per idle socket: {per_socket / 1024:.1f} KiB ({args.idle} sockets)")
+            if args.sweep:
+                print(f"largest N meeting p99 < 250 ms with every token in order: {best}")
+            if args.idle:
+                cookie, ids = make_rows(args.idle)
+                per_socket = idle_memory(port, daphne.pid, cookie, ids)
+                print(
+                    f"memory per idle socket: {per_socket / 1024:.1f} KiB ({args.idle} sockets)"
+                )
         finally:
             daphne.terminate()
             daphne.wait()

@@ -2,12 +2,16 @@
 
 It never streams itself. On connect (and whenever it notices a gap in a reply's sequence
 numbers) it sends the latest turn from the snapshot or the database, then forwards only
-updates newer than what it sent.
+updates newer than what it sent. A reply it shows as streaming that goes quiet for QUIET
+seconds is checked against its snapshot, so a lost frame, even the final one, is
+recovered without waiting for another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -22,16 +26,35 @@ from usage.services import Refused, admit
 log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
+QUIET = 2.0
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_id: int
     group: str
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_seq: dict[int, int] = {}
+        # Replies this socket shows as streaming: when their last frame came (loop time).
+        self.streaming: dict[int, float] = {}
+        self.watcher: asyncio.Task[None] | None = None
+        # Handlers run one at a time; the watcher takes this too, so that what it sends
+        # never interleaves with a frame.
+        self.lock = asyncio.Lock()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            # Update frames touch no database: skip Channels' close_old_connections, a
+            # thread hop per frame per socket. Everything else goes the usual way.
+            if message["type"] == "reply.frame":
+                await self.reply_frame(message)
+            else:
+                await super().dispatch(message)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
-        self.last_seq: dict[int, int] = {}
         if not services.may_chat(user) or await self._conversation() is None:
             await self.close(code=FORBIDDEN)
             return
@@ -42,57 +65,45 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._send_latest_turn()
 
     async def disconnect(self, code: int) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     # -- from the page --------------------------------------------------------------
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # Frames carry no CSRF token: every one is authorized again.
+        # Frames carry no CSRF token: every one is authorized again (for a turn, in the
+        # same database call that begins it).
+        action = content.get("action") if isinstance(content, dict) else None
+        if action in {"send", "edit", "regenerate"}:
+            await self._turn(action, content)
+            return
         conversation = await self._conversation()
         if conversation is None:
             await self.close(code=FORBIDDEN)
             return
-        if not isinstance(content, dict):
-            return
-        action = content.get("action")
         if action == "stop":
             await self._stop(conversation)
-        elif action in {"send", "edit", "regenerate"}:
-            await self._turn(conversation, action, content)
 
-    async def _turn(self, conversation: Conversation, action: str, content: dict) -> None:
-        data = {
-            "content": content.get("content", ""),
-            "model": content.get("model") or conversation.model,
-        }
-        form = MessageForm(
-            data, models=await _model_names(), content_required=action != "regenerate"
+    async def _turn(self, action: str, content: dict) -> None:
+        models = await _model_names()
+        user = self.scope.get("user")
+        result = await database_sync_to_async(_begin)(
+            user.pk, self.conversation_id, action, content, models
         )
-        if not form.is_valid():
-            await self._composer_error(form.summary(), data["content"], conversation, action)
+        if result is None:
+            await self.close(code=FORBIDDEN)
             return
-        text, model = form.cleaned_data["content"], form.cleaned_data["model"]
-        try:
-            if action == "send":
-                turn = await database_sync_to_async(services.begin_turn)(conversation, text, model)
-            elif action == "edit":
-                turn = await database_sync_to_async(services.begin_edit)(
-                    conversation, _int(content.get("message_id")), text, model
-                )
-            else:
-                turn = await database_sync_to_async(services.begin_regeneration)(
-                    conversation, model
-                )
-        except (services.Busy, services.NotAllowed) as exc:
-            await self._composer_error(exc.message, text, conversation, action)
+        if isinstance(result, _Refusal):
+            await self._composer_error(result.error, result.text, result.conversation, action)
             return
         admission, refused = None, None
         try:
-            admission = await admit(self.scope["user"], door="web")
+            admission = await admit(user, door="web")
         except Refused as exc:
             refused = exc  # the runner shows it in place of the reply, with Retry
-        runner.start(turn, admission, refused)
+        runner.start(result, admission, refused)
 
     async def _stop(self, conversation: Conversation) -> None:
         reply = await database_sync_to_async(_streaming_reply)(conversation.pk)
@@ -132,7 +143,48 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if self.last_seq.get(message_id, -1) >= seq:
                 return
         self.last_seq[message_id] = seq
+        if event.get("final"):
+            self.streaming.pop(message_id, None)
+        else:
+            self._watch(message_id)
         await self.send(text_data=event["html"])
+
+    async def _check_quiet_reply(self, message_id: int) -> None:
+        """A streaming reply went quiet: re-sync if its snapshot is ahead of this socket."""
+        if message_id not in self.streaming:
+            return
+        snapshot = await snapshots.read(message_id)
+        if (
+            snapshot is None
+            or not snapshot.is_streaming
+            or snapshot.seq > self.last_seq.get(message_id, -1)
+        ):
+            self.streaming.pop(message_id, None)
+            await self._send_latest_turn()
+
+    def _watch(self, message_id: int) -> None:
+        self.streaming[message_id] = asyncio.get_running_loop().time()
+        if self.watcher is None and getattr(self, "channel_name", None):
+            self.watcher = asyncio.get_running_loop().create_task(self._watch_quiet_replies())
+
+    async def _watch_quiet_replies(self) -> None:
+        """While replies stream: check the quiet ones, in turn with the frames."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self.streaming:
+                await asyncio.sleep(QUIET / 2)
+                now = loop.time()
+                quiet = [m for m, seen in self.streaming.items() if now - seen >= QUIET]
+                for message_id in quiet:
+                    async with self.lock:
+                        if message_id in self.streaming:
+                            self.streaming[message_id] = now
+                        try:
+                            await self._check_quiet_reply(message_id)
+                        except Exception:
+                            log.warning("could not check reply %s", message_id, exc_info=True)
+        finally:
+            self.watcher = None
 
     async def conversation_title(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["html"])
@@ -160,12 +212,48 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 if snapshot is not None and snapshot.is_streaming:
                     text = snapshot.text
                     self.last_seq[message.pk] = snapshot.seq
+                    self._watch(message.pk)
                 elif snapshot is not None:
                     # Finished between our two reads: the database has the final reply.
                     message = await database_sync_to_async(Message.objects.get)(pk=message.pk)
                     self.last_seq[message.pk] = snapshot.seq
             items.append(fragments.message_item(message, text))
         await self.send(text_data=fragments.messages_frame(items))
+
+
+@dataclass
+class _Refusal:
+    error: str
+    text: str
+    conversation: Conversation
+
+
+def _begin(
+    user_id: int, conversation_id: int, action: str, content: dict, models: list[str]
+) -> services.Turn | _Refusal | None:
+    """Authorize, validate and begin a turn, in one trip to the database thread.
+
+    None when the person may no longer use the conversation.
+    """
+    conversation = services.find_conversation_for_user(user_id, conversation_id)
+    if conversation is None:
+        return None
+    data = {
+        "content": content.get("content", ""),
+        "model": content.get("model") or conversation.model,
+    }
+    form = MessageForm(data, models=models, content_required=action != "regenerate")
+    if not form.is_valid():
+        return _Refusal(form.summary(), data["content"], conversation)
+    text, model = form.cleaned_data["content"], form.cleaned_data["model"]
+    try:
+        if action == "send":
+            return services.begin_turn(conversation, text, model)
+        if action == "edit":
+            return services.begin_edit(conversation, _int(content.get("message_id")), text, model)
+        return services.begin_regeneration(conversation, model)
+    except (services.Busy, services.NotAllowed) as exc:
+        return _Refusal(exc.message, text, conversation)
 
 
 def _int(value: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -38,15 +39,42 @@ def messages_frame(items: list[dict[str, Any]], conversation: Conversation | Non
 
 
 def update_frame(reply_id: int, appended: str, tail: str) -> str:
-    """Finished blocks to append and the open tail block to replace."""
-    return render_to_string(
+    """Finished blocks to append and the open tail block to replace.
+
+    Sent several times a second per streaming reply, so the partial is rendered once (per
+    process, with and without blocks to append) around placeholders and filled by joining
+    strings. `appended` and `tail` must be sanitized HTML (`conversations.markdown`).
+    """
+    pieces = _update_pieces(bool(appended))
+    if appended:
+        a, b, c, d, e = pieces
+        return "".join((a, str(reply_id), b, appended, c, str(reply_id), d, tail, e))
+    a, b, c = pieces
+    return "".join((a, str(reply_id), b, tail, c))
+
+
+_ID, _APPENDED, _TAIL = "REPLYIDSLOT", "APPENDEDSLOT", "TAILSLOT"
+
+
+@cache
+def _update_pieces(with_appended: bool) -> tuple[str, ...]:
+    """The update partial cut at its slots: reply id, [appended, reply id,] tail."""
+    html = render_to_string(
         "conversations/frames.html#update",
         {
-            "reply_id": reply_id,
-            "appended": mark_safe(appended),
-            "tail": mark_safe(tail),
+            "reply_id": _ID,
+            "appended": mark_safe(_APPENDED) if with_appended else "",
+            "tail": mark_safe(_TAIL),
         },
     )
+    slots = [_ID, _APPENDED, _ID, _TAIL] if with_appended else [_ID, _TAIL]
+    pieces = []
+    for slot in slots:
+        before, found, html = html.partition(slot)
+        if not found:
+            raise ValueError(f"frames.html#update must use each slot once, in order: {slot}")
+        pieces.append(before)
+    return (*pieces, html)
 
 
 def title_frame(conversation: Conversation) -> str:

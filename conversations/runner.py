@@ -1,10 +1,13 @@
 """The generation runner: one asyncio task per reply, independent of any socket.
 
-It streams from the engine, keeps the reply text, and publishes batched HTML updates to
-the conversation's group. Batching adapts to load: the publisher takes everything that
-arrived while its previous publish was in flight, and waits at least BATCH_INTERVAL
-between publishes, so a busy worker sends larger, rarer updates instead of queueing.
-Every update carries a sequence number and lands in the Redis snapshot first (see
+It streams from the engine, keeps the reply text, and has its updates published to the
+conversation's group by the worker's publisher (one task per worker, like the keeper):
+each round the publisher takes every runner that has new text, renders each one's
+update, and writes all their snapshots and frames to Redis in one round trip. Batching
+adapts to load: tokens that arrive while a round is in flight wait for the next one, and
+the pause between rounds grows with the event loop's lag (bounded, see `next_interval`),
+so a busy worker sends larger, rarer updates instead of queueing. Every update carries a
+sequence number and lands in the Redis snapshot no later than its frame (see
 `snapshots`). A stop sent to the conversation's stop group, from any worker, cancels the
 upstream request.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 
 from conversations import fragments, services, snapshots
 from conversations.markdown import StreamingRenderer
@@ -32,7 +37,12 @@ from usage.services import Admission, Refused
 
 log = logging.getLogger(__name__)
 
+# Pause between publishing rounds: BATCH_INTERVAL on an idle worker, growing by LAG_GAIN
+# seconds per second of event-loop lag up to MAX_BATCH_INTERVAL, so that at most
+# MAX_BATCH_INTERVAL (plus a round trip) separates a token from the frame that carries it.
 BATCH_INTERVAL = 0.05
+MAX_BATCH_INTERVAL = 0.15
+LAG_GAIN = 4.0
 CHECKPOINT_INTERVAL = 1.0
 TITLE_TIMEOUT = 15.0
 TITLE_PROMPT = (
@@ -78,7 +88,9 @@ class ReplyRunner:
     admission: Admission | None
     refused: Refused | None = None
     parts: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # not rendered yet
+    unsaved: list[str] = field(default_factory=list)  # rendered, not yet in the snapshot
+    saved_bytes: int = 0  # UTF-8 bytes of text in the snapshot
     seq: int = 0
     stopped: bool = False
     finished: Finished | None = None
@@ -90,8 +102,8 @@ class ReplyRunner:
         self.group = group(self.conversation.pk)
         self.layer = get_channel_layer()
         self.renderer = StreamingRenderer()
-        self.dirty = asyncio.Event()
-        self.publish_lock = asyncio.Lock()
+        self.frame: dict = {}  # the latest update, as sent to the group
+        self.channel = _pubsub_channel(self.layer, self.group)
         self.checkpointed_length = 0
         self.started = time.monotonic()
 
@@ -112,11 +124,9 @@ class ReplyRunner:
                 return
             stop_channel = await self.layer.new_channel()
             await self.layer.group_add(stop_group(self.conversation.pk), stop_channel)
+            self.publisher = _publisher()
             pump = asyncio.ensure_future(self._stream())
-            helpers = [
-                asyncio.ensure_future(self._listen_for_stop(stop_channel, pump)),
-                asyncio.ensure_future(self._publish_loop()),
-            ]
+            helpers = [asyncio.ensure_future(self._listen_for_stop(stop_channel, pump))]
             _keeper().add(self)
             try:
                 await pump
@@ -135,9 +145,10 @@ class ReplyRunner:
             error = f"Something went wrong on the server while {self.reply.model} was answering."
         finally:
             _keeper().discard(self)
-            async with self.publish_lock:
-                for helper in helpers:
-                    helper.cancel()
+            # No update of ours may be published after the final frame.
+            await _publisher().settle(self)
+            for helper in helpers:
+                helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             if stop_channel:
                 await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
@@ -158,7 +169,7 @@ class ReplyRunner:
                             self.first_token_at = time.monotonic()
                         self.parts.append(event.text)
                         self.pending.append(event.text)
-                        self.dirty.set()
+                        self.publisher.mark(self)
                 elif isinstance(event, Finished):
                     self.finished = event
 
@@ -170,28 +181,44 @@ class ReplyRunner:
                 pump.cancel()
                 return
 
-    async def _publish_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.dirty.wait()
-            began = loop.time()
-            async with self.publish_lock:
-                self.dirty.clear()
-                await self._publish_update()
-            # At most one update per BATCH_INTERVAL; tokens arriving meanwhile coalesce.
-            await asyncio.sleep(max(0.0, BATCH_INTERVAL - (loop.time() - began)))
+    def take_update(self) -> snapshots.Write | None:
+        """Render what arrived since the last round: this runner's part of the next round.
 
-    async def _publish_update(self) -> None:
+        The write carries the frame when the snapshot script can publish it itself (see
+        `_pubsub_channel`); otherwise the publisher sends `self.frame` through the layer.
+        """
+        if not self.pending:
+            return None
         delta = "".join(self.pending)
         self.pending.clear()
-        if not delta:
-            return
         self.renderer.feed(delta)
         rendered = self.renderer.update()
         self.seq += 1
-        html = fragments.update_frame(self.reply.pk, rendered.appended, rendered.tail)
-        await snapshots.append(self.reply.pk, delta, self.seq)
-        await self._send(html)
+        self.unsaved.append(delta)
+        self.frame = {
+            "type": "reply.frame",
+            "message": self.reply.pk,
+            "seq": self.seq,
+            "html": fragments.update_frame(self.reply.pk, rendered.appended, rendered.tail),
+        }
+        return self._write(self.channel)
+
+    def _write(self, channel: str, done: bool = False) -> snapshots.Write:
+        delta = "".join(self.unsaved) if len(self.unsaved) != 1 else self.unsaved[0]
+        return snapshots.Write(
+            self.reply.pk,
+            self.saved_bytes,
+            delta,
+            self.seq,
+            done=done,
+            channel=channel,
+            payload=self.layer.serialize(self.frame) if channel else b"",
+        )
+
+    def saved(self, write: snapshots.Write) -> None:
+        """The snapshot holds `write`: its text is no longer owed."""
+        self.unsaved.clear()
+        self.saved_bytes = write.offset + snapshots.utf8_length(write.delta)
 
     async def _send(self, html: str) -> None:
         await self.layer.group_send(
@@ -243,9 +270,28 @@ class ReplyRunner:
                 )
             except Exception:
                 log.exception("could not charge reply %s", reply.pk)
+        # The final frame: the whole saved message, marked so that consumers stop waiting
+        # for this reply; with the snapshot's status (done) in the same step when it can.
         self.seq += 1
-        await snapshots.finish(reply.pk, self.seq)
-        await self._send(fragments.messages_frame([fragments.message_item(reply)]))
+        self.frame = {
+            "type": "reply.frame",
+            "message": reply.pk,
+            "seq": self.seq,
+            "final": True,
+            "html": fragments.messages_frame([fragments.message_item(reply)]),
+        }
+        self.unsaved.extend(self.pending)
+        self.pending.clear()
+        channel = self.channel
+        write = self._write(channel, done=True)
+        (error,) = await snapshots.write_many([write])
+        if error is not None:
+            log.warning("could not save the final snapshot of reply %s: %s", reply.pk, error)
+        if error is not None or not channel:
+            try:
+                await self.layer.group_send(self.group, self.frame)
+            except Exception:
+                log.exception("could not publish the end of reply %s", reply.pk)
 
     async def _connection_name(self) -> str:
         try:
@@ -278,6 +324,128 @@ class ReplyRunner:
                 self.group,
                 {"type": "conversation.title", "html": fragments.title_frame(conversation)},
             )
+
+
+def next_interval(current: float, lag: float) -> float:
+    """The pause before the next publishing round, given how late the last one woke up.
+
+    Event-loop lag is the sign of a busy worker: each second of it adds LAG_GAIN seconds
+    to the pause (so rounds get rarer and carry more tokens each, which costs less CPU per
+    token), between BATCH_INTERVAL and MAX_BATCH_INTERVAL. It rises at once and falls
+    back gradually, so one quiet round does not undo it.
+    """
+    target = BATCH_INTERVAL + LAG_GAIN * max(0.0, lag)
+    if target < current:
+        target = current - (current - target) * 0.25
+    return min(MAX_BATCH_INTERVAL, max(BATCH_INTERVAL, target))
+
+
+def _pubsub_channel(layer: object, group_name: str) -> str:
+    """The Redis channel of `group_name` when the layer is pub/sub on our own Redis, else "".
+
+    Then the snapshot script publishes the frame itself: one round trip per round for all
+    of a worker's replies, instead of a snapshot write plus a `group_send` per reply.
+    Sockets still receive it through the channel layer, on any worker.
+    """
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        return ""
+    loop_layer = layer._get_layer()
+    shards = loop_layer._shards
+    if len(shards) != 1 or shards[0].host.get("address") != settings.REDIS_URL:
+        return ""
+    return loop_layer._get_group_channel_name(group_name)
+
+
+class _Publisher:
+    """One task per worker: publishes the updates of all its runners, round after round.
+
+    A round renders each runner's new text and writes every snapshot, and publishes every
+    frame, in one Redis round trip. What arrives meanwhile waits for the next round.
+    """
+
+    def __init__(self) -> None:
+        self.dirty: dict[ReplyRunner, None] = {}  # an ordered set
+        self.in_flight: frozenset[ReplyRunner] = frozenset()
+        self.round_done: asyncio.Future[None] | None = None
+        self.wake = asyncio.Event()
+        self.interval = BATCH_INTERVAL
+        self.task: asyncio.Task[None] | None = None
+
+    def mark(self, runner: ReplyRunner) -> None:
+        """`runner` has new text for the next round."""
+        self.dirty[runner] = None
+        self.wake.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def settle(self, runner: ReplyRunner) -> None:
+        """Take `runner` out, once a round that carries its update is over."""
+        self.dirty.pop(runner, None)
+        while runner in self.in_flight and self.round_done is not None:
+            await asyncio.shield(self.round_done)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.dirty:
+                self.wake.clear()
+                try:
+                    async with asyncio.timeout(30):
+                        await self.wake.wait()
+                except TimeoutError:
+                    if not self.dirty:
+                        return  # idle: mark() starts a new task
+            began = loop.time()
+            await self._round()
+            pause = max(0.0, self.interval - (loop.time() - began))
+            slept = loop.time()
+            await asyncio.sleep(pause)
+            # How much later than asked the loop woke us: its lag.
+            self.interval = next_interval(self.interval, loop.time() - slept - pause)
+
+    async def _round(self) -> None:
+        runners = list(self.dirty)
+        self.dirty.clear()
+        self.in_flight = frozenset(runners)
+        self.round_done = asyncio.get_running_loop().create_future()
+        try:
+            taken: list[tuple[ReplyRunner, snapshots.Write]] = []
+            for runner in runners:
+                try:
+                    write = runner.take_update()
+                except Exception:
+                    log.exception("could not render an update of reply %s", runner.reply.pk)
+                    continue
+                if write is not None:
+                    taken.append((runner, write))
+            errors = await snapshots.write_many([write for _, write in taken])
+            for (runner, write), error in zip(taken, errors, strict=True):
+                if error is not None:
+                    # Its sockets will see a seq gap and re-sync from the snapshot, which
+                    # gets this text with the runner's next write.
+                    log.warning("reply %s: update %s not published: %s", runner.reply.pk,
+                                write.seq, error)  # fmt: skip
+                    continue
+                runner.saved(write)
+                if not write.channel:
+                    try:
+                        await runner.layer.group_send(runner.group, runner.frame)
+                    except Exception:
+                        log.exception("could not publish to %s", runner.group)
+        finally:
+            self.in_flight = frozenset()
+            self.round_done.set_result(None)
+
+
+_publishers: dict[int, _Publisher] = {}
+
+
+def _publisher() -> _Publisher:
+    loop = asyncio.get_running_loop()
+    publisher = _publishers.get(id(loop))
+    if publisher is None:
+        publisher = _publishers[id(loop)] = _Publisher()
+    return publisher
 
 
 class _Keeper:

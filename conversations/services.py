@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -216,11 +216,24 @@ def finish_reply(
 
 @transaction.atomic
 def checkpoint_many(texts: list[tuple[int, str]]) -> None:
-    """Save streaming replies' text so far (each worker does this about once a second)."""
-    now = timezone.now()
-    for reply_id, content in texts:
-        Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
-            content=content, checkpointed_at=now
+    """Save streaming replies' text so far (each worker does this about once a second).
+
+    One prepared statement for all of them: the ORM's per-row query building cost more
+    than the writes at 150 replies a second.
+    """
+    if not texts:
+        return
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    qn = connection.ops.quote_name
+    meta = Message._meta
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {qn(meta.get_field('content').column)} = %s, "
+        f"{qn(meta.get_field('checkpointed_at').column)} = %s "
+        f"WHERE {qn(meta.pk.column)} = %s AND {qn(meta.get_field('status').column)} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql, [(content, now, reply_id, Message.Status.STREAMING) for reply_id, content in texts]
         )
 
 

@@ -1,14 +1,18 @@
 """A streaming reply's snapshot in Redis: the text so far, its sequence number, its state.
 
 The runner appends each published batch (APPEND, so writes stay linear) and bumps `seq`
-in one transaction *before* publishing that batch; a socket that joins the group and then
+*before or atomically with* publishing that batch; a socket that joins the group and then
 reads the snapshot therefore misses nothing and can drop every update with seq <= the
-snapshot's. A heartbeat key, refreshed every second by the runner, tells the start-up
-sweep which `streaming` rows have lost their worker.
+snapshot's. `write_many` does this for all of a worker's replies in one round trip, and
+when it is given the Redis pub/sub channel of the reply's group (the pub/sub channel layer
+on this same Redis), publishes the update in the same script: snapshot and frame go out
+together or not at all. A heartbeat key, refreshed every second by the runner, tells the
+start-up sweep which `streaming` rows have lost their worker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from usage.redis import get_async_redis, get_redis
@@ -55,13 +59,74 @@ async def start(reply_id: int) -> None:
     await pipe.execute()
 
 
-async def append(reply_id: int, text: str, seq: int) -> None:
-    """Add a published batch and its sequence number, atomically."""
-    pipe = get_async_redis().pipeline(transaction=True)
-    if text:
-        pipe.append(_text_key(reply_id), text)
-    pipe.hset(_meta_key(reply_id), "seq", seq)
-    await pipe.execute()
+# KEYS: text, meta, beat. ARGV: offset (bytes of text saved before `delta`), delta, seq,
+# done ("1" or ""), pub/sub channel ("" for none), payload.
+# Idempotent: only the part of `delta` past what the text already holds is appended, so a
+# batch retried after an unclear failure is never written twice.
+_WRITE = f"""
+local have = redis.call('STRLEN', KEYS[1])
+local offset = tonumber(ARGV[1])
+if have < offset then
+  return redis.error_reply('snapshot text shorter than expected')
+end
+local delta = ARGV[2]
+if have < offset + #delta then
+  redis.call('APPEND', KEYS[1], string.sub(delta, have - offset + 1))
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'status', '{DONE}')
+  redis.call('EXPIRE', KEYS[1], {DONE_TTL})
+  redis.call('EXPIRE', KEYS[2], {DONE_TTL})
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('HSET', KEYS[2], 'seq', ARGV[3])
+end
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+return 1
+"""
+
+
+@dataclass
+class Write:
+    """One reply's batch: text to add after `offset` bytes, its seq, and maybe its frame."""
+
+    reply_id: int
+    offset: int
+    delta: str
+    seq: int
+    done: bool = False
+    channel: str = ""  # a Redis pub/sub channel to publish `payload` on, in the same step
+    payload: bytes = b""
+
+
+async def write_many(writes: Sequence[Write]) -> list[BaseException | None]:
+    """Apply the writes in one round trip; per write, None or the error it met.
+
+    Each write is atomic (one script); a connection failure fails them all.
+    """
+    if not writes:
+        return []
+    pipe = get_async_redis().pipeline(transaction=False)
+    for w in writes:
+        pipe.execute_command(
+            "EVAL", _WRITE, 3,
+            _text_key(w.reply_id), _meta_key(w.reply_id), _beat_key(w.reply_id),
+            w.offset, w.delta, w.seq, "1" if w.done else "", w.channel, w.payload,
+        )  # fmt: skip
+    try:
+        results = await pipe.execute(raise_on_error=False)
+    except Exception as exc:
+        return [exc] * len(writes)
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+async def append(reply_id: int, text: str, seq: int, offset: int = 0) -> None:
+    """Add a published batch (after `offset` bytes of text) and its sequence number."""
+    (error,) = await write_many([Write(reply_id, offset, text, seq)])
+    if error is not None:
+        raise error
 
 
 async def finish(reply_id: int, seq: int) -> None:
@@ -72,6 +137,11 @@ async def finish(reply_id: int, seq: int) -> None:
     pipe.expire(_text_key(reply_id), DONE_TTL)
     pipe.delete(_beat_key(reply_id))
     await pipe.execute()
+
+
+def utf8_length(text: str) -> int:
+    """Bytes `text` takes in the snapshot (offsets in `Write` count bytes)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 async def beat_many(reply_ids: list[int]) -> None:
