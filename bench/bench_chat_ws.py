@@ -287,7 +287,7 @@ def delays(chat: Chat, times: list[float]) -> list[float]:
 
 
 def run(  # type: ignore[no-untyped-def]
-    label, port, pid, conn, cookie, conversation_ids, relay, tokens, spread
+    label, port, pid, conn, cookie, conversation_ids, relay, tokens, spread, dump=""
 ) -> dict:
     chats = [Chat(key=f"{label}-{i}-{time.monotonic_ns()}") for i in range(len(conversation_ids))]
 
@@ -316,11 +316,18 @@ def run(  # type: ignore[no-untyped-def]
     all_delays: list[float] = []
     whole = 0
     errors = [chat.error for chat in chats if chat.error]
+    samples = []  # (when the mock wrote it, token index, delay), for --dump
     for chat in chats:
         times = written.get(chat.key, [])
-        all_delays += delays(chat, times)
+        chat_delays = delays(chat, times)
+        all_delays += chat_delays
+        samples += [(t, i, d) for i, (t, d) in enumerate(zip(times, chat_delays, strict=False))]
         if chat.final == list(range(tokens)) and len(times) == tokens:
             whole += 1
+    if dump:
+        Path(f"{dump}-{label.replace(' ', '_').strip('()')}-{len(chats)}.json").write_text(
+            json.dumps(samples)
+        )
     all_delays.sort()
     p = lambda q: all_delays[min(len(all_delays) - 1, int(q * len(all_delays)))] * 1000  # noqa: E731
     relayed = tokens * len(chats)
@@ -377,6 +384,9 @@ def main() -> None:
     parser.add_argument("--layers", default=",".join(LAYERS), help="channel layers to compare")
     parser.add_argument("--no-relay", action="store_true", help="skip the bare relay run")
     parser.add_argument(
+        "--dump", default="", help="write each run's per-token delays to PREFIX-label-N.json"
+    )
+    parser.add_argument(
         "--profile", default=os.environ.get("PYSPY_OUT", ""),
         help="py-spy raw output prefix for each chat worker's N=--chats run",
     )  # fmt: skip
@@ -401,7 +411,7 @@ def main() -> None:
             try:
                 results["relay"] = run(
                     "bare relay", port, daphne.pid, parent, "", [0] * args.chats, True,
-                    args.tokens, args.spread,
+                    args.tokens, args.spread, args.dump,
                 )  # fmt: skip
             finally:
                 daphne.terminate()
@@ -421,7 +431,7 @@ def main() -> None:
                     )  # fmt: skip
                 results[name] = run(
                     f"chat ({name})", port, daphne.pid, parent, cookie, ids, False,
-                    args.tokens, args.spread,
+                    args.tokens, args.spread, args.dump,
                 )  # fmt: skip
             finally:
                 daphne.terminate()
@@ -450,7 +460,7 @@ def main() -> None:
                 cookie, ids = make_rows(n)
                 result = run(
                     f"chat ({chosen})", port, daphne.pid, parent, cookie, ids, False,
-                    args.tokens, args.spread,
+                    args.tokens, args.spread, args.dump,
                 )  # fmt: skip
                 if result["p99"] >= 250 or result["whole"] < n:
                     break
@@ -460,9 +470,7 @@ def main() -> None:
             if args.idle:
                 cookie, ids = make_rows(args.idle)
                 per_socket = idle_memory(port, daphne.pid, cookie, ids)
-                print(
-                    f"memory per idle socket: {per_socket / 1024:.1f} KiB ({args.idle} sockets)"
-                )
+                print(f"memory per idle socket: {per_socket / 1024:.1f} KiB ({args.idle} sockets)")
         finally:
             daphne.terminate()
             daphne.wait()

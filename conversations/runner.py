@@ -250,6 +250,7 @@ class ReplyRunner:
         reply = await database_sync_to_async(services.finish_reply)(
             self.reply,
             content=text,
+            html=self._final_html(text),
             status=status,
             error=error,
             prompt_tokens=prompt_tokens,
@@ -292,6 +293,20 @@ class ReplyRunner:
                 await self.layer.group_send(self.group, self.frame)
             except Exception:
                 log.exception("could not publish the end of reply %s", reply.pk)
+
+    def _final_html(self, text: str) -> str | None:
+        """The whole reply's HTML from the streaming renderer (finished blocks are not
+        rendered again), or None to have it rendered from scratch."""
+        try:
+            if self.pending:
+                self.renderer.feed("".join(self.pending))
+            # The renderer holds exactly the text once everything was fed to it.
+            self.renderer.update()
+            html = self.renderer.done_html + self.renderer.tail_html
+        except Exception:
+            log.exception("reply %s: rendering from scratch", self.reply.pk)
+            return None
+        return html if text else ""
 
     async def _connection_name(self) -> str:
         try:

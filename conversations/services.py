@@ -196,8 +196,12 @@ def finish_reply(
     completion_tokens: int | None = None,
     eval_duration_ns: int | None = None,
     usage_source: str = "",
+    html: str | None = None,
 ) -> Message:
-    """Save a reply's final text, status and metrics, with its HTML rendered once."""
+    """Save a reply's final text, status and metrics, with its HTML rendered once.
+
+    `html`, when given, is `content` already rendered (by the streaming renderer).
+    """
     reply.content = content
     reply.status = status
     reply.error = error
@@ -206,7 +210,7 @@ def finish_reply(
     reply.eval_duration_ns = eval_duration_ns
     reply.usage_source = usage_source
     reply.checkpointed_at = timezone.now()
-    reply.html = render_markdown(content)
+    reply.html = render_markdown(content) if html is None else html
     # An update, not save(): if the conversation was deleted meanwhile, nothing comes back.
     fields = ["content", "status", "error", "prompt_tokens", "completion_tokens"]
     fields += ["eval_duration_ns", "usage_source", "checkpointed_at", "html"]

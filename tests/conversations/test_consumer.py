@@ -356,3 +356,43 @@ async def test_every_message_is_authorized_again(
     output = await socket.communicator.receive_output(timeout=2)
     assert output == {"type": "websocket.close", "code": 4403}
     assert not await conversation.messages.aexists()
+
+
+async def test_a_lost_final_frame_is_recovered_from_the_snapshot(
+    sockets, conversation: Conversation, mock: MockUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core layer drops group messages at capacity; a tab must not stay "writing…"."""
+    from conversations import consumers
+
+    monkeypatch.setattr(consumers, "QUIET", 0.3)
+    original = ChatConsumer.reply_frame
+    dropped: list[int] = []
+
+    async def lossy(self: ChatConsumer, event: dict) -> None:
+        if event.get("final"):
+            dropped.append(event["seq"])
+            return
+        await original(self, event)
+
+    monkeypatch.setattr(ChatConsumer, "reply_frame", lossy)
+    mock.script(tokens=10, delay=0.005)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Hello", model=MODEL)
+    final = await socket.receive_until(r"status-complete", within=3)
+    assert dropped, "the final frame was withheld"
+    assert "tok9" in final and "writing…" not in final
+
+
+async def test_the_saved_html_is_the_streamed_render_and_equals_a_whole_render(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    from conversations.markdown import render_markdown
+
+    text = "# Title\n\nSome *text* and `code`.\n\n- one\n- two\n\n```python\nx = 1\n```\n\nend"
+    mock.script(text=text, delay=0.002)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Markdown please", model=MODEL)
+    await socket.receive_until(r"status-complete")
+    reply = await reply_of(conversation)
+    assert reply.content == text
+    assert reply.html == render_markdown(text)

@@ -1,0 +1,104 @@
+"""How updates leave the runner: batch interval, frames, snapshot writes, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+from accounts.models import User
+from conversations import fragments, runner, services, snapshots
+from conversations.models import Conversation, Message
+from conversations.runner import BATCH_INTERVAL, MAX_BATCH_INTERVAL, next_interval
+
+
+def test_an_idle_worker_publishes_at_the_base_interval() -> None:
+    assert next_interval(BATCH_INTERVAL, 0.0) == BATCH_INTERVAL
+    assert next_interval(BATCH_INTERVAL, 0.0005) == pytest.approx(BATCH_INTERVAL + 0.002)
+
+
+def test_lag_makes_rounds_rarer_at_once_but_never_beyond_the_bound() -> None:
+    assert next_interval(BATCH_INTERVAL, 0.01) > BATCH_INTERVAL + 0.02
+    assert next_interval(BATCH_INTERVAL, 0.5) == MAX_BATCH_INTERVAL
+    assert next_interval(MAX_BATCH_INTERVAL, 10.0) == MAX_BATCH_INTERVAL
+    # The bound keeps the delay goal: a token waits at most one interval for its round.
+    assert MAX_BATCH_INTERVAL <= 0.15
+
+
+def test_the_interval_comes_back_gradually_when_the_lag_is_gone() -> None:
+    interval = MAX_BATCH_INTERVAL
+    steps = []
+    for _ in range(30):
+        interval = next_interval(interval, 0.0)
+        steps.append(interval)
+    assert steps[0] < MAX_BATCH_INTERVAL and steps[0] > BATCH_INTERVAL + 0.05
+    assert steps == sorted(steps, reverse=True)
+    assert steps[-1] == pytest.approx(BATCH_INTERVAL, abs=1e-3)
+    assert min(steps) >= BATCH_INTERVAL
+    assert next_interval(0.0, -1.0) == BATCH_INTERVAL  # clock noise
+
+
+@pytest.mark.parametrize("appended", ["", "<p>done &amp; dusted</p>\n"])
+def test_the_pre_split_update_frame_is_the_partial_rendered(appended: str) -> None:
+    tail = "<p>open <em>tail</em></p>\n"
+    expected = render_to_string(
+        "conversations/frames.html#update",
+        {"reply_id": 42, "appended": mark_safe(appended), "tail": mark_safe(tail)},
+    )
+    assert fragments.update_frame(42, appended, tail) == expected
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_write_is_idempotent_and_publishes_with_the_snapshot() -> None:
+    reply_id = 987_654
+    layer = get_channel_layer()
+    observer = await layer.new_channel()
+    await layer.group_add(runner.group(reply_id), observer)
+    channel = runner._pubsub_channel(layer, runner.group(reply_id))
+    assert channel, "the pub/sub layer on the project's Redis publishes in the script"
+    try:
+        await snapshots.start(reply_id)
+        frame = {"type": "reply.frame", "message": reply_id, "seq": 1, "html": "x"}
+        first = snapshots.Write(reply_id, 0, "héllo ", 1, channel=channel,
+                                payload=layer.serialize(frame))  # fmt: skip
+        assert await snapshots.write_many([first]) == [None]
+        async with asyncio.timeout(2):
+            assert (await layer.receive(observer))["seq"] == 1
+        # A retry of a write that had in fact gone through adds nothing twice; the next
+        # one carries on after the bytes already there.
+        offset = snapshots.utf8_length("héllo ")
+        again = snapshots.Write(reply_id, 0, "héllo wor", 2)
+        assert await snapshots.write_many([again]) == [None]
+        last = snapshots.Write(reply_id, snapshots.utf8_length("héllo wor"), "ld", 3, done=True)
+        assert offset == 7
+        assert await snapshots.write_many([last]) == [None]
+        snapshot = await snapshots.read(reply_id)
+        assert snapshot is not None
+        assert (snapshot.text, snapshot.seq, snapshot.status) == ("héllo world", 3, "done")
+        assert not await snapshots.is_alive_async(reply_id)
+        # A write that would leave a hole is refused, not applied.
+        hole = snapshots.Write(reply_id, 100, "late", 4)
+        (error,) = await snapshots.write_many([hole])
+        assert error is not None
+        assert (await snapshots.read(reply_id)).seq == 3  # type: ignore[union-attr]
+    finally:
+        await layer.group_discard(runner.group(reply_id), observer)
+
+
+@pytest.mark.django_db
+def test_checkpoints_save_only_replies_still_streaming(member: User) -> None:
+    conversation = Conversation.objects.create(owner=member, model="m")
+    streaming = Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", content=""
+    )
+    done = Message.objects.create(
+        conversation=conversation, role="assistant", status="complete", content="final"
+    )
+    services.checkpoint_many([(streaming.pk, "so far"), (done.pk, "stale")])
+    streaming.refresh_from_db()
+    done.refresh_from_db()
+    assert streaming.content == "so far" and streaming.checkpointed_at is not None
+    assert done.content == "final" and done.checkpointed_at is None
