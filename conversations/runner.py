@@ -220,6 +220,16 @@ class ReplyRunner:
         self.unsaved.clear()
         self.saved_bytes = write.offset + snapshots.utf8_length(write.delta)
 
+    def not_saved(self, write: snapshots.Write, error: BaseException) -> None:
+        """`write` failed: its text stays owed. If the snapshot lost text (Redis restarted,
+        the key expired), the next write carries the whole text rendered so far."""
+        log.warning("reply %s: update %s not published: %s", self.reply.pk, write.seq, error)
+        if snapshots.is_hole(error):
+            rendered = self.text
+            pending = sum(len(piece) for piece in self.pending)
+            self.unsaved = [rendered[: len(rendered) - pending] if pending else rendered]
+            self.saved_bytes = 0
+
     async def _send(self, html: str) -> None:
         await self.layer.group_send(
             self.group,
@@ -286,6 +296,10 @@ class ReplyRunner:
         channel = self.channel
         write = self._write(channel, done=True)
         (error,) = await snapshots.write_many([write])
+        if error is not None and snapshots.is_hole(error):
+            write = snapshots.Write(reply.pk, 0, text, self.seq, done=True, channel=channel,
+                                    payload=write.payload)  # fmt: skip
+            (error,) = await snapshots.write_many([write])
         if error is not None:
             log.warning("could not save the final snapshot of reply %s: %s", reply.pk, error)
         if error is not None or not channel:
@@ -438,8 +452,7 @@ class _Publisher:
                 if error is not None:
                     # Its sockets will see a seq gap and re-sync from the snapshot, which
                     # gets this text with the runner's next write.
-                    log.warning("reply %s: update %s not published: %s", runner.reply.pk,
-                                write.seq, error)  # fmt: skip
+                    runner.not_saved(write, error)
                     continue
                 runner.saved(write)
                 if not write.channel:

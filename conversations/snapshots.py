@@ -67,7 +67,7 @@ _WRITE = f"""
 local have = redis.call('STRLEN', KEYS[1])
 local offset = tonumber(ARGV[1])
 if have < offset then
-  return redis.error_reply('snapshot text shorter than expected')
+  return redis.error_reply('HOLE snapshot text shorter than expected')
 end
 local delta = ARGV[2]
 if have < offset + #delta then
@@ -137,6 +137,11 @@ async def finish(reply_id: int, seq: int) -> None:
     pipe.expire(_text_key(reply_id), DONE_TTL)
     pipe.delete(_beat_key(reply_id))
     await pipe.execute()
+
+
+def is_hole(error: BaseException) -> bool:
+    """The write failed because the snapshot lost text: it must be written whole again."""
+    return "HOLE" in str(error)
 
 
 def utf8_length(text: str) -> int:

@@ -396,3 +396,26 @@ async def test_the_saved_html_is_the_streamed_render_and_equals_a_whole_render(
     reply = await reply_of(conversation)
     assert reply.content == text
     assert reply.html == render_markdown(text)
+
+
+async def test_a_snapshot_that_lost_its_text_is_written_whole_again(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    """Redis restarted or the key expired mid-reply: later joiners still get every word."""
+    from conversations import snapshots
+    from usage.redis import get_async_redis
+
+    mock.script(tokens=60, delay=0.01)
+    socket = await connected(sockets, conversation)
+    await socket.send(action="send", content="Count", model=MODEL)
+    await socket.receive_until(r"tok10\b")
+    reply = await reply_of(conversation)
+    await get_async_redis().delete(snapshots._text_key(reply.pk))
+    await socket.receive_until(r"tok30\b")
+    joiner = await connected(sockets, conversation)
+    first = await joiner.receive()
+    assert re.search(r"\btok0\b", first) and re.search(r"\btok25\b", first)
+    await joiner.receive_until(r"status-complete")
+    snapshot = await snapshots.read(reply.pk)
+    assert snapshot is not None
+    assert snapshot.text == " ".join(f"tok{i}" for i in range(60))
