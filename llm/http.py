@@ -10,6 +10,39 @@ from django.conf import settings
 
 # httpx's default pool (100 connections, 5 s pool timeout) silently stalls stream 101.
 
+# httpcore's pool looks at every connection it holds, and for each idle one counts them all
+# again, whenever a request starts or ends: with a hundred connections kept alive after a
+# burst, the next hundred requests spent ~1 s of CPU there before their first byte
+# (bench/README.md). Several smaller pools behind one client keep that cost small.
+POOL_SHARDS = 8
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Requests spread round-robin over several connection pools."""
+
+    def __init__(self, shards: int, limits: httpx.Limits) -> None:
+        per_shard = httpx.Limits(
+            max_connections=_share(limits.max_connections, shards),
+            max_keepalive_connections=_share(limits.max_keepalive_connections, shards),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        self._pools = [httpx.AsyncHTTPTransport(limits=per_shard) for _ in range(shards)]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pool = self._pools[self._next]
+        self._next = (self._next + 1) % len(self._pools)
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+def _share(total: int | None, shards: int) -> int | None:
+    return None if total is None else max(1, -(-total // shards))
+
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -45,7 +78,7 @@ def _new_client() -> httpx.AsyncClient:
         pool=30.0,
     )
     return httpx.AsyncClient(
-        limits=limits,
+        transport=ShardedTransport(POOL_SHARDS, limits),
         timeout=timeout,
         follow_redirects=False,  # connection URLs come from admins; never wander off them
         trust_env=False,

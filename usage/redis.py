@@ -25,7 +25,11 @@ def get_async_redis() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        # No CLIENT SETINFO on each new connection: a burst of requests opens many at once,
+        # and those are two more round trips before each one's first command.
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, decode_responses=True, lib_name=None, lib_version=None
+        )
         _async_clients[id(loop)] = client
     return client
 
