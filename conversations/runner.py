@@ -33,7 +33,7 @@ from llm.client import stream_chat
 from llm.errors import LLMError
 from llm.events import Delta, Finished
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
-from usage.services import Admission, Refused
+from usage.services import Admission, Refused, admit
 
 log = logging.getLogger(__name__)
 
@@ -329,9 +329,16 @@ class ReplyRunner:
             return ""
 
     async def _set_title(self) -> None:
+        if self.admission is None:
+            return
+        try:
+            # The title costs tokens too: the same meter, and no title when it says no.
+            admission = await admit(self.admission.user, door="web")
+        except Refused:
+            return  # the first words of the question stay the title
         question = self.turn.user_message.content if self.turn.user_message else ""
         prompt = TITLE_PROMPT.format(question=question[:1000], answer=self.text[:1000])
-        title = ""
+        title, pieces, finished, error = "", [], None, ""
         try:
             async with asyncio.timeout(TITLE_TIMEOUT):
                 events = stream_chat(
@@ -341,10 +348,27 @@ class ReplyRunner:
                     stream=False,
                 )
                 async with aclosing(events) as stream:
-                    pieces = [e.text async for e in stream if isinstance(e, Delta)]
+                    async for event in stream:
+                        if isinstance(event, Delta):
+                            pieces.append(event.text)
+                        elif isinstance(event, Finished):
+                            finished = event
                 title = services.clean_title("".join(pieces))
         except (LLMError, TimeoutError) as exc:
-            log.info("no title from %s: %s", self.reply.model, exc)
+            error = str(exc) or "timed out"
+            log.info("no title from %s: %s", self.reply.model, error)
+        finally:
+            await admission.charge(
+                model=self.reply.model,
+                connection=await self._connection_name(),
+                prompt_tokens=finished.prompt_tokens if finished else estimate_tokens(prompt),
+                completion_tokens=(
+                    finished.completion_tokens if finished else estimate_tokens("".join(pieces))
+                ),
+                usage_source=finished.usage_source if finished else "estimated",
+                status="ok" if finished else "error",
+                error=error,
+            )
         if not title:
             return  # the first words of the question stay the title
         conversation = await database_sync_to_async(_save_title)(self.conversation.pk, title)

@@ -51,7 +51,7 @@ async def test_a_sent_message_streams_a_reply_that_is_saved_with_its_metrics(
     assert "Hello there" in socket.frames[0]
     assert "status-streaming" in socket.frames[0]
     assert any('hx-swap-oob="innerHTML"' in frame for frame in socket.frames[1:-1])
-    generation = await Generation.objects.aget()
+    generation = await Generation.objects.order_by("started_at").afirst()  # then the title's
     assert (generation.status, generation.door, generation.completion_tokens) == ("ok", "web", 20)
 
 
@@ -68,6 +68,9 @@ async def test_the_title_comes_from_the_model_after_the_first_exchange(
     assert "tok0 tok1 tok2" in title_frame
     title_request = mock.requests[-1].body
     assert title_request["stream"] is False
+    # The title's tokens are metered like the reply's.
+    rows = [row async for row in Generation.objects.order_by("started_at")]
+    assert len(rows) == 2 and rows[1].status == "ok" and rows[1].completion_tokens > 0
     assert "capital of France" in title_request["messages"][0]["content"]
 
 
