@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,11 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from chatsite.embedded import start_redis, stop  # noqa: E402
+from harness import ROOT, set_up_django, start_daphne, stop
 
 MODEL = "llama3.2:latest"
 HI = [{"role": "user", "content": "hi"}]
@@ -69,23 +63,6 @@ class Stream:
         return (len(self.token_times) - 1) / span if span > 0 else 0.0
 
 
-def set_up(data_dir: Path) -> tuple[object, str]:
-    """Migrate Django in `data_dir`; return the Redis process we started (or None)."""
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "chatsite.settings"
-    os.environ["OLLAMA_BASE_URL"] = ""
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    redis_process = None
-    if not os.environ.get("REDIS_URL"):
-        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    return redis_process, os.environ["REDIS_URL"]
-
-
 def start_mock(arguments: list[str]) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.mock_upstream", *arguments],
@@ -106,42 +83,6 @@ def create_rows(mock_urls: dict[str, str]) -> str:
         Connection.objects.create(name=prefix, base_url=url, prefix=f"{prefix}/")
     admin = User.objects.create_user("bench", password="x", role=User.Role.ADMIN)
     return ApiKey.issue(admin, "bench")[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_daphne() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "chatsite.asgi:application",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("Daphne did not start")
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, model: str, headers: dict) -> Stream:
@@ -238,14 +179,15 @@ def main() -> int:
     processes: list[subprocess.Popen] = []
     redis_process = None
     try:
-        redis_process, _ = set_up(data_dir)
+        redis_process = set_up_django(data_dir)
         mocks = {}
         for prefix, arguments in MOCKS.items():
             process, url = start_mock(arguments)
             processes.append(process)
             mocks[prefix] = url
         secret = create_rows(mocks)
-        daphne, api_url = start_daphne()
+        daphne, port = start_daphne()
+        api_url = f"http://127.0.0.1:{port}"
         processes.append(daphne)
         results = asyncio.run(measure(mocks, api_url, secret, args.rounds))
         report(results)

@@ -11,17 +11,12 @@ because only the latest 50 messages are rendered ("Load earlier messages" fetche
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from chatsite.embedded import start_redis, stop  # noqa: E402
+from harness import set_up_django, stop
 
 REPLY = (
     "Here is how to do it:\n\n```python\nfor item in items:\n    print(item)\n```\n\n"
@@ -67,25 +62,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "chatsite.settings"
-    os.environ["OLLAMA_BASE_URL"] = ""
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    redis_process = None
-    if not os.environ.get("REDIS_URL"):
-        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
+    redis_process = set_up_django(data_dir)
     try:
-        import django
         from django.conf import settings
-        from django.core.management import call_command
         from django.test import Client
 
-        django.setup()
         settings.ALLOWED_HOSTS = ["*"]
         settings.STORAGES["staticfiles"]["BACKEND"] = (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
-        call_command("migrate", verbosity=0)
         from accounts.models import User
 
         user = User.objects.create_user("bench", password="x", role=User.Role.MEMBER)

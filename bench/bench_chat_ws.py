@@ -27,7 +27,6 @@ import json
 import multiprocessing
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, set_up_django, start_daphne
 
 MODEL = "llama3.2:latest"
 PARAGRAPH = 30  # tokens per paragraph in the reply
@@ -135,22 +133,8 @@ async def relay_application(scope: dict, receive: object, send: object) -> None:
 # -- set-up ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def set_up(data_dir: Path) -> object:
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "chatsite.settings"
-    os.environ["OLLAMA_BASE_URL"] = ""
-    os.environ["LOG_LEVEL"] = os.environ.get("LOG_LEVEL", "WARNING")
-    redis_process = None
-    if not os.environ.get("REDIS_URL"):
-        from chatsite.embedded import start_redis
-
-        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
+    redis_process = set_up_django(data_dir)
     # A settings module per channel layer, for the Daphne workers.
     for name, backend in LAYERS.items():
         (data_dir / f"bench_settings_{name}.py").write_text(
@@ -164,39 +148,16 @@ def set_up(data_dir: Path) -> object:
                 else ""
             )
         )
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
     return redis_process
 
 
-def start_daphne(application: str, settings_module: str, data_dir: Path, mock_url: str):  # type: ignore[no-untyped-def]
-    port = free_port()
+def start_worker(application: str, settings_module: str, data_dir: Path, mock_url: str):  # type: ignore[no-untyped-def]
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": settings_module,
         "PYTHONPATH": os.pathsep.join([str(data_dir), str(ROOT / "bench"), str(ROOT)]),
         "MOCK_URL": mock_url,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(data_dir / f"daphne-{port}.log", "wb"),
-    )
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process, port
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("Daphne did not start")
+    return start_daphne(application, env=env, log_path=data_dir / "daphne.log")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -418,7 +379,7 @@ def main() -> None:
     results = {}
     try:
         if not args.no_relay:
-            daphne, port = start_daphne(
+            daphne, port = start_worker(
                 "bench_chat_ws:relay_application", "chatsite.settings", data_dir, mock_url
             )
             try:
@@ -430,7 +391,7 @@ def main() -> None:
                 daphne.terminate()
                 daphne.wait()
         for name in layers:
-            daphne, port = start_daphne(
+            daphne, port = start_worker(
                 "chatsite.asgi:application", f"bench_settings_{name}", data_dir, mock_url
             )
             try:
@@ -464,7 +425,7 @@ def main() -> None:
         print(f"chosen layer: {chosen}")
         if not args.sweep and not args.idle:
             return
-        daphne, port = start_daphne(
+        daphne, port = start_worker(
             "chatsite.asgi:application", f"bench_settings_{chosen}", data_dir, mock_url
         )
         try:

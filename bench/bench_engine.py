@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -22,29 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from chatsite.embedded import start_redis, stop  # noqa: E402
+from harness import ROOT, set_up_django, stop
 
 HI = [{"role": "user", "content": "hi"}]
 PROTOCOLS = {"ollama": "llama3.2:latest", "openai": "gpt-4o-mini"}
-
-
-def set_up_django(data_dir: Path) -> object:
-    """Configure and migrate Django in `data_dir`; return the Redis process we started."""
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
-    os.environ["OLLAMA_BASE_URL"] = ""
-    redis_process = None
-    if not os.environ.get("REDIS_URL"):
-        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    return redis_process
 
 
 def start_mock(tokens: int) -> tuple[subprocess.Popen[str], str]:

@@ -1,0 +1,65 @@
+"""What every benchmark needs: Django on a throwaway data directory, Redis, free ports and a
+real Daphne. Run benchmarks from the repository root (`make bench`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from chatsite.embedded import start_redis, stop  # noqa: E402
+from tests.live import free_port  # noqa: E402
+
+__all__ = ["ROOT", "free_port", "set_up_django", "start_daphne", "stop"]
+
+
+def set_up_django(data_dir: Path) -> subprocess.Popen[bytes] | None:
+    """Point Django at `data_dir` (SQLite) and Redis, migrate; return the Redis we started."""
+    os.environ["DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    os.environ["OLLAMA_BASE_URL"] = ""
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    redis_process = None
+    if not os.environ.get("REDIS_URL"):
+        redis_process, os.environ["REDIS_URL"] = start_redis(data_dir)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return redis_process
+
+
+def start_daphne(
+    application: str = "chatsite.asgi:application",
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A Daphne on a free loopback port, once it answers /health; returns it and its port."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return process, port
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("Daphne did not start within 30 s")
