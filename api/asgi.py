@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -29,6 +28,7 @@ from django.http import HttpResponseBase
 from django.urls import Resolver404, resolve
 
 from api.errors import ApiError
+from chatsite.middleware import request_id as choose_request_id
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,6 @@ async def _wait_for_disconnect(receive: Any) -> None:
 
 def _request_id(scope: dict) -> str:
     for name, value in scope.get("headers", ()):
-        if name == b"x-request-id" and 8 <= len(value) <= 64:
-            try:
-                return value.decode("ascii")
-            except UnicodeDecodeError:
-                break
-    return f"req_{uuid.uuid4().hex}"
+        if name == b"x-request-id":
+            return choose_request_id(value.decode("latin1"))
+    return choose_request_id("")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
+
+# A caller's own request id is echoed only when it is a plain token.
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
+
+
+def request_id(incoming: str) -> str:
+    """The caller's id when it is a plain token, else a new one."""
+    return incoming if CLIENT_REQUEST_ID.fullmatch(incoming) else f"req_{uuid.uuid4().hex}"
 
 
 class RequestIdMiddleware:
@@ -20,12 +29,7 @@ class RequestIdMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        incoming = request.headers.get("X-Request-Id", "")
-        request.request_id = (
-            incoming
-            if 8 <= len(incoming) <= 64 and incoming.isascii()
-            else (f"req_{uuid.uuid4().hex}")
-        )
+        request.request_id = request_id(request.headers.get("X-Request-Id", ""))
         response = await self.get_response(request)
         response.headers.setdefault("x-request-id", request.request_id)
         return response

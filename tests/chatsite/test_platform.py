@@ -64,3 +64,12 @@ def test_the_deploy_check_is_clean_with_production_settings(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_a_caller_s_request_id_is_echoed_only_when_it_is_a_plain_token(client: Client) -> None:
+    assert client.get("/health", HTTP_X_REQUEST_ID="trace-1234567")["x-request-id"] == (
+        "trace-1234567"
+    )
+    odd = client.get("/health", HTTP_X_REQUEST_ID="evil\x07value<script>")["x-request-id"]
+    assert odd.startswith("req_")
