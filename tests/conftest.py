@@ -58,3 +58,14 @@ def daphne_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) 
     """A real Daphne on a free loopback port, sharing the test database and Redis."""
     with django_db_blocker.unblock(), live.daphne() as url:
         yield url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_database_pool(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Give PostgreSQL's pooled connections back before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    for connection in connections.all():
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
