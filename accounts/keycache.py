@@ -1,9 +1,9 @@
 """API keys by digest, cached in Redis so the API's hot path needs no database query.
 
 Every worker shares the cache, so a change is seen everywhere at once: saving or deleting a
-key, or changing its owner, drops the entry or replaces it with a tombstone. Entries are
-written with NX, so a lookup that read the database just before a revocation cannot put
-the old record back over the tombstone.
+key, or changing its owner, replaces the entry with a tombstone (no longer usable) or a
+short "read the database" marker (still usable). Entries are written with NX, so a lookup
+that read the database just before a change cannot put the old record back over either.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from usage.redis import get_async_redis, get_redis
 
 TTL = 300
 TOMBSTONE = "-"
+# After a change that leaves a key usable: read the database, cache nothing, for a few
+# seconds, so a lookup that read the old row just before the change cannot cache it.
+UNCACHED = "~"
+UNCACHED_SECONDS = 5
 
 
 def _cache_key(digest: str) -> str:
@@ -35,22 +39,23 @@ async def find(digest: str, *, use_window: int) -> tuple[ApiKey | None, bool]:
     raw, first_use = await pipe.execute()
     if raw == TOMBSTONE:
         return None, False
-    if raw:
+    if raw and raw != UNCACHED:
         return _from_record(json.loads(raw)), bool(first_use)
     key = await ApiKey.objects.select_related("user").filter(digest=digest).afirst()
-    value = json.dumps(_record(key)) if key is not None else TOMBSTONE
-    await client.set(_cache_key(digest), value, ex=TTL, nx=True)
+    if raw != UNCACHED:
+        value = json.dumps(_record(key)) if key is not None else TOMBSTONE
+        await client.set(_cache_key(digest), value, ex=TTL, nx=True)
     return key, bool(first_use)
 
 
 def forget(digests: list[str], *, usable: bool) -> None:
-    """Drop cached keys after a change; unusable ones become tombstones."""
+    """After a change: unusable keys become tombstones, usable ones go uncached briefly."""
     if not digests:
         return
     pipe = get_redis().pipeline(transaction=False)
     for digest in digests:
         if usable:
-            pipe.delete(_cache_key(digest))
+            pipe.set(_cache_key(digest), UNCACHED, ex=UNCACHED_SECONDS)
         else:
             pipe.set(_cache_key(digest), TOMBSTONE, ex=TTL)
     pipe.execute()

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 
@@ -107,12 +109,6 @@ class ApiKey(models.Model):
 
         keycache.forget([self.digest], usable=self.is_live)
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        from accounts import keycache
-
-        keycache.forget([self.digest], usable=False)
-        return super().delete(*args, **kwargs)
-
     @staticmethod
     def digest_of(secret: str) -> str:
         return hashlib.sha256(secret.encode()).hexdigest()
@@ -158,3 +154,12 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+@receiver(post_delete, sender=ApiKey)
+def _forget_deleted_key(sender: type[ApiKey], instance: ApiKey, **kwargs: object) -> None:
+    # A signal, not a delete() override: it also runs for bulk deletes (the admin's
+    # "delete selected") and for the keys of a deleted user.
+    from accounts import keycache
+
+    keycache.forget([instance.digest], usable=False)

@@ -10,6 +10,7 @@ recovered without waiting for another.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,14 @@ QUIET = 2.0
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_id: int
     group: str
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        # A frame that is not JSON is ignored (receive_json skips non-dicts), not fatal.
+        try:
+            return json.loads(text_data)
+        except ValueError:
+            return None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +112,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             admission = await admit(user, door="web")
         except Refused as exc:
             refused = exc  # the runner shows it in place of the reply, with Retry
+        except Exception:
+            # Redis is down: the saved message gets an error reply with Retry, not a
+            # socket that dies and a reply stuck "writing".
+            log.exception("the usage meter failed for conversation %s", self.conversation_id)
+            refused = Refused("unavailable", 5)
         runner.start(result, admission, refused)
 
     async def _stop(self, conversation: Conversation) -> None:
@@ -259,7 +273,7 @@ def _begin(
 def _int(value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

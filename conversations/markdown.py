@@ -13,6 +13,7 @@ from typing import Any
 
 import nh3
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -26,12 +27,11 @@ from pygments.util import ClassNotFound
 _LINK_REL = "noopener noreferrer nofollow"
 _TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s", "code",
-    "pre", "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th",
+    "pre", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th",
     "td", "span", "div", "button", "input",
 }  # fmt: skip
 _ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
     "ol": {"start"},
     "th": {"style"},
     "td": {"style"},
@@ -98,7 +98,17 @@ def _markdown() -> MarkdownIt:
     md.use(tasklists_plugin)
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _fence)
+    md.add_render_rule("image", _image_as_link)
     return md
+
+
+def _image_as_link(renderer: Any, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    # An image would load from wherever the model says, in every viewer's browser: a way to
+    # leak the conversation to another server. A link needs a click.
+    token = tokens[idx]
+    src = token.attrGet("src") or ""
+    label = renderer.renderInlineAsText(token.children or [], options, env) or src
+    return format_html('<a href="{}">{}</a>', src, label)
 
 
 def render_markdown(text: str) -> SafeString:

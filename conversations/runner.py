@@ -145,13 +145,18 @@ class ReplyRunner:
             error = f"Something went wrong on the server while {self.reply.model} was answering."
         finally:
             _keeper().discard(self)
-            # No update of ours may be published after the final frame.
-            await _publisher().settle(self)
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            if stop_channel:
-                await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
+            # Each step on its own: a Redis blip in one must not keep the reply from being
+            # saved and charged (and its concurrency slot from being given back).
+            try:
+                # No update of ours may be published after the final frame.
+                await _publisher().settle(self)
+                if stop_channel:
+                    await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
+            except Exception:
+                log.exception("could not tidy up after reply %s", self.reply.pk)
             await self._finish(status, error)
         if status == Message.Status.COMPLETE and self.turn.first_exchange:
             await self._set_title()
@@ -257,30 +262,33 @@ class ReplyRunner:
             completion_tokens = estimate_tokens(text)
         if eval_ns is None and completion_tokens and self.first_token_at is not None:
             eval_ns = int((time.monotonic() - self.first_token_at) * 1e9)
-        reply = await database_sync_to_async(services.finish_reply)(
-            self.reply,
-            content=text,
-            html=self._final_html(text),
-            status=status,
-            error=error,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            eval_duration_ns=eval_ns,
-            usage_source=usage_source if completion_tokens is not None else "",
-        )
-        if self.admission is not None:
-            try:
-                await self.admission.charge(
-                    model=reply.model,
-                    connection=await self._connection_name(),
-                    prompt_tokens=prompt_tokens or 0,
-                    completion_tokens=completion_tokens or 0,
-                    usage_source=usage_source,
-                    status=_LEDGER_STATUS[status],
-                    error=error,
-                )
-            except Exception:
-                log.exception("could not charge reply %s", reply.pk)
+        try:
+            reply = await database_sync_to_async(services.finish_reply)(
+                self.reply,
+                content=text,
+                html=self._final_html(text),
+                status=status,
+                error=error,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                eval_duration_ns=eval_ns,
+                usage_source=usage_source if completion_tokens is not None else "",
+            )
+        finally:
+            # Charged even when saving failed: the tokens were spent all the same.
+            if self.admission is not None:
+                try:
+                    await self.admission.charge(
+                        model=self.reply.model,
+                        connection=await self._connection_name(),
+                        prompt_tokens=prompt_tokens or 0,
+                        completion_tokens=completion_tokens or 0,
+                        usage_source=usage_source,
+                        status=_LEDGER_STATUS[status],
+                        error=error,
+                    )
+                except Exception:
+                    log.exception("could not charge reply %s", self.reply.pk)
         # The final frame: the whole saved message, marked so that consumers stop waiting
         # for this reply; with the snapshot's status (done) in the same step when it can.
         self.seq += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.utils.html import escape
@@ -42,7 +43,13 @@ class ConnectionForm(forms.ModelForm):
             self.fields["api_key"].help_text = f"Stored: {hint}. Leave blank to keep it."
 
     def clean_base_url(self) -> str:
-        return self.cleaned_data["base_url"].strip().rstrip("/")
+        url = self.cleaned_data["base_url"].strip().rstrip("/")
+        if urlsplit(url).username is not None:
+            # The URL shows up in error messages people see; secrets belong in API key.
+            raise forms.ValidationError(
+                "Leave the user name and password out of the URL; put a token in API key."
+            )
+        return url
 
     def clean_allowed_models_text(self) -> list[str]:
         text = self.cleaned_data["allowed_models_text"]

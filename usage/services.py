@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -51,11 +51,12 @@ _MESSAGES = {
     "quota": "You exceeded your daily token quota. It resets at midnight UTC.",
     "concurrency": "Too many generations at once for your account. Wait for one to finish.",
     "rate": "Too many requests this minute. Slow down and retry shortly.",
+    "unavailable": "The usage meter cannot be reached right now. Try again in a moment.",
 }
 
 
 class Refused(Exception):
-    """The meter refused a generation: `kind` is quota, concurrency or rate."""
+    """The meter refused a generation: `kind` is quota, concurrency, rate or unavailable."""
 
     def __init__(self, kind: str, retry_after: int) -> None:
         self.kind = kind
@@ -88,6 +89,12 @@ class Limits:
 
 def _today() -> str:
     return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def _seconds_to_midnight() -> int:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((midnight - now).total_seconds()) + 1
 
 
 @dataclass
@@ -156,5 +163,7 @@ async def admit(user: object, *, door: str, api_key: object | None = None) -> Ad
         limits.tokens_per_day,
     )
     if not int(allowed):
+        if kind == "quota":
+            retry_after = _seconds_to_midnight()  # the counter itself lives two days
         raise Refused(kind, retry_after)
     return Admission(user=user, door=door, api_key=api_key)

@@ -150,3 +150,30 @@ def test_last_used_is_recorded_at_most_once_a_minute(anonymous: httpx.Client, me
     anonymous.get("/api/version", headers=bearer(secret))
     key.refresh_from_db()
     assert key.last_used_at == first
+
+
+def test_a_deleted_key_or_a_deleted_owner_s_key_is_refused_at_once(
+    anonymous: httpx.Client, member: User
+) -> None:
+    key, secret = ApiKey.issue(member, "to delete")
+    assert status_of(anonymous, secret) == (200, 200)  # now cached by digest
+    ApiKey.objects.filter(pk=key.pk).delete()  # a bulk delete, as the admin's action does
+    assert status_of(anonymous, secret) == (401, 401)
+
+    other = make_user("pat")
+    _, other_secret = ApiKey.issue(other, "theirs")
+    assert status_of(anonymous, other_secret) == (200, 200)
+    other.delete()
+    assert status_of(anonymous, other_secret) == (401, 401)
+
+
+def test_narrowing_a_key_s_models_takes_effect_at_once(
+    anonymous: httpx.Client, member: User
+) -> None:
+    key, secret = ApiKey.issue(member, "narrowed")
+    headers = {"Authorization": f"Bearer {secret}"}
+    body = {"model": "llama3.2:latest", "messages": USER, "stream": False}
+    assert anonymous.post("/api/chat", json=body, headers=headers).status_code == 200
+    key.allowed_models = ["gpt-4o-mini"]
+    key.save()
+    assert anonymous.post("/api/chat", json=body, headers=headers).status_code == 404

@@ -422,3 +422,14 @@ async def test_a_snapshot_that_lost_its_text_is_written_whole_again(
     snapshot = await snapshots.read(reply.pk)
     assert snapshot is not None
     assert snapshot.text == " ".join(f"tok{i}" for i in range(60))
+
+
+async def test_malformed_frames_are_ignored_and_the_socket_lives_on(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    mock.script(tokens=2)
+    socket = await connected(sockets, conversation)
+    await socket.communicator.send_to(text_data="this is not json")
+    await socket.send(action="edit", message_id=1e999, content="x", model=MODEL)
+    await socket.send(action="send", content="Still here?", model=MODEL)
+    assert "tok1" in await socket.receive_until(r"status-complete")

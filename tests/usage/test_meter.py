@@ -80,3 +80,16 @@ async def test_admins_have_no_limits_by_default() -> None:
     boss = await sync_to_async(make_user)("ada", role=User.Role.ADMIN)
     for _ in range(10):
         await admit(boss, door="api")
+
+
+@override_settings(QUOTAS=TIGHT)
+async def test_a_spent_budget_says_to_retry_after_midnight_utc(person: User) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    admission = await admit(person, door="web")
+    await admission.charge(model="m", prompt_tokens=100)
+    with pytest.raises(Refused) as refused:
+        await admit(person, door="web")
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert abs(refused.value.retry_after - (midnight - now).total_seconds()) <= 2
