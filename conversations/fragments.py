@@ -30,9 +30,14 @@ def message_item(message: Message, text: str | None = None) -> dict[str, Any]:
     return item
 
 
-def messages_frame(items: list[dict[str, Any]], conversation: Conversation | None = None) -> str:
-    """Whole messages (and the sidebar entry), swapped in place or appended when new."""
-    context: dict[str, Any] = {"items": items}
+def messages_frame(
+    items: list[dict[str, Any]],
+    conversation: Conversation | None = None,
+    removed: tuple[int, ...] = (),
+) -> str:
+    """Whole messages (and the sidebar entry), swapped in place or appended when new;
+    `removed` messages are taken off the page."""
+    context: dict[str, Any] = {"items": items, "removed": removed}
     if conversation is not None:
         context |= {"c": conversation, "current_id": conversation.pk}
     return render_to_string("conversations/frames.html#messages", context)

@@ -246,7 +246,9 @@ class ReplyRunner:
         items = [fragments.message_item(self.reply, "")]
         if self.turn.user_message is not None:
             items.insert(0, fragments.message_item(self.turn.user_message))
-        await self._send(fragments.messages_frame(items, self.conversation))
+        await self._send(
+            fragments.messages_frame(items, self.conversation, removed=self.turn.removed)
+        )
 
     async def _finish(self, status: str, error: str) -> None:
         text = self.text

@@ -116,6 +116,7 @@ class Turn:
     reply: Message
     messages: list[dict[str, str]]
     first_exchange: bool
+    removed: tuple[int, ...] = ()  # messages this turn replaces: every tab drops them
 
 
 def _start_reply(conversation: Conversation, model: str) -> Message:
@@ -156,7 +157,9 @@ def begin_regeneration(conversation: Conversation, model: str) -> Turn:
     """Replace the last reply (or answer a last user message that has none)."""
     _ensure_idle(conversation)
     last = conversation.messages.order_by("-pk").first()
+    removed: tuple[int, ...] = ()
     if last is not None and last.role == Message.Role.ASSISTANT:
+        removed = (last.pk,)
         last.delete()
         last = conversation.messages.order_by("-pk").first()
     if last is None or last.role != Message.Role.USER:
@@ -166,7 +169,7 @@ def begin_regeneration(conversation: Conversation, model: str) -> Turn:
         conversation.save(update_fields=["model"])
     reply = _start_reply(conversation, model)
     # The title came from the first exchange already (or from the person): keep it.
-    return Turn(conversation, last, reply, history_for(conversation, reply), False)
+    return Turn(conversation, last, reply, history_for(conversation, reply), False, removed)
 
 
 @transaction.atomic
@@ -176,14 +179,16 @@ def begin_edit(conversation: Conversation, message_id: int, content: str, model:
     last_user = conversation.messages.filter(role=Message.Role.USER).order_by("-pk").first()
     if last_user is None or last_user.pk != message_id:
         raise NotAllowed("Only your last message can be edited.")
-    conversation.messages.filter(pk__gt=last_user.pk).delete()
+    following = conversation.messages.filter(pk__gt=last_user.pk)
+    removed = tuple(following.values_list("pk", flat=True))
+    following.delete()
     last_user.content = content
     last_user.save(update_fields=["content"])
     conversation.model = model
     conversation.last_message_at = timezone.now()
     conversation.save(update_fields=["model", "last_message_at"])
     reply = _start_reply(conversation, model)
-    return Turn(conversation, last_user, reply, history_for(conversation, reply), False)
+    return Turn(conversation, last_user, reply, history_for(conversation, reply), False, removed)
 
 
 def finish_reply(

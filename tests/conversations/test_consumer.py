@@ -116,6 +116,8 @@ async def test_regenerate_replaces_the_last_reply(
     first = await reply_of(conversation)
     mock.script(text="A different answer")
     await socket.send(action="regenerate")
+    # Every tab is told to drop the old reply before the new one streams in.
+    await socket.receive_until(rf'id="msg-{first.pk}" hx-swap-oob="delete"')
     await socket.receive_until(r"status-complete")
     await runner.wait_for_runners()
     messages = [m async for m in conversation.messages.order_by("pk")]

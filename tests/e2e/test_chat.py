@@ -114,3 +114,15 @@ def test_the_page_works_on_a_narrow_screen(signed_in, upstream: MockUpstream) ->
     expect(page.locator("#sidebar")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375
+
+
+def test_regenerate_replaces_the_reply_on_the_page(signed_in, upstream: MockUpstream) -> None:
+    upstream.script(text="First answer")
+    page = signed_in()
+    send(page, "Answer twice")
+    expect(page.locator(".msg-assistant").last).to_have_class(re.compile("status-complete"))
+    upstream.script(text="Second answer")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator(".msg-assistant")).to_have_count(1)
+    expect(page.locator(".msg-assistant")).to_contain_text("Second answer")
+    expect(page.locator(".msg-assistant")).to_have_class(re.compile("status-complete"))
