@@ -179,7 +179,9 @@ async def begin(
     """
     clock = Clock()
     try:
-        admission = await admit(key.user, door=Generation.Door.API, api_key=key)
+        admission = await admit(
+            key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
+        )
     except Refused as exc:
         raise from_refusal(exc) from None
     relay = Relay(

@@ -195,6 +195,10 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# A generation holds a concurrency slot for at most this long (a worker that died mid-reply
+# cannot keep its owner's slot beyond it).
+USAGE_SLOT_SECONDS = int(os.environ.get("USAGE_SLOT_SECONDS", "3600"))
+
 # Quotas per role (0 = unlimited); the same meter covers browser and API use.
 QUOTAS = {
     "admin": {

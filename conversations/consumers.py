@@ -22,6 +22,7 @@ from conversations import fragments, runner, services, snapshots
 from conversations.forms import MessageForm
 from conversations.models import Conversation, Message
 from llm import catalog
+from llm.tokens import estimate_prompt_tokens
 from usage.services import Refused, admit
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         admission, refused = None, None
         try:
-            admission = await admit(user, door="web")
+            admission = await admit(
+                user, door="web", prompt_tokens=estimate_prompt_tokens(result.messages)
+            )
         except Refused as exc:
             refused = exc  # the runner shows it in place of the reply, with Retry
         except Exception:

@@ -1,14 +1,16 @@
 """Admit a generation before it runs and charge it afterwards: the one meter for both doors.
 
 Admission is atomic across workers (a Lua script in Redis): requests per minute, concurrent
-generations and the daily token budget are checked and the request and concurrency slots
-taken in one step. `Admission.charge()` writes the ledger row, adds the real token count to
-the day's total and gives the concurrency slot back; call it exactly once, in a `finally`.
+generations and the daily token budget are checked, and a request, a concurrency slot and a
+token reservation taken, in one step. `Admission.charge()` writes the ledger row, puts the
+real token count in place of the reservation and gives the slot back; call it exactly once,
+in a `finally`. A slot whose worker died lapses after `USAGE_SLOT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -18,16 +20,26 @@ from django.conf import settings
 from usage.models import Generation
 from usage.redis import get_async_redis
 
-# KEYS: per-minute counter, concurrency counter, today's tokens.
-# ARGV: rpm limit, concurrency limit, daily token limit (0 = no limit).
+# KEYS: per-minute counter, running generations (a sorted set: slot id -> expiry), tokens
+# spent today, tokens reserved today by generations still running.
+# ARGV: rpm limit, concurrency limit, daily token limit (0 = no limit), now, slot id,
+# tokens to reserve, slot lifetime.
 _ADMIT = """
 local rpm_limit = tonumber(ARGV[1])
 local concurrency_limit = tonumber(ARGV[2])
 local token_limit = tonumber(ARGV[3])
-if token_limit > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= token_limit then
-  return {0, 'quota', redis.call('TTL', KEYS[3])}
+local now = tonumber(ARGV[4])
+local reserve = tonumber(ARGV[6])
+if token_limit > 0 then
+  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local reserved = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if spent + reserved >= token_limit then return {0, 'quota', 0} end
+  -- Reserve at most what is left: the next generation finds the budget taken.
+  reserve = math.min(reserve, token_limit - spent - reserved)
 end
-if concurrency_limit > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= concurrency_limit then
+-- A slot whose worker died without giving it back lapses at its expiry.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if concurrency_limit > 0 and redis.call('ZCARD', KEYS[2]) >= concurrency_limit then
   return {0, 'concurrency', 1}
 end
 local count = redis.call('INCR', KEYS[1])
@@ -35,17 +47,27 @@ if count == 1 then redis.call('EXPIRE', KEYS[1], 60) end
 if rpm_limit > 0 and count > rpm_limit then
   return {0, 'rate', redis.call('TTL', KEYS[1])}
 end
-redis.call('INCR', KEYS[2])
--- A worker that dies mid-generation cannot leak a slot for longer than an hour.
-redis.call('EXPIRE', KEYS[2], 3600)
-return {1, 'ok', 0}
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ARGV[5])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
+redis.call('INCRBY', KEYS[4], reserve)
+redis.call('EXPIRE', KEYS[4], 2 * 86400)
+return {1, 'ok', reserve}
 """
 
-_RELEASE = """
-local left = redis.call('DECR', KEYS[1])
-if left < 0 then redis.call('SET', KEYS[1], 0) end
-return left
+# KEYS: running generations, tokens spent today, tokens reserved on the day of admission.
+# ARGV: slot id, tokens spent, tokens that were reserved.
+_SETTLE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[2], tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[2], 2 * 86400)
+if tonumber(redis.call('DECRBY', KEYS[3], tonumber(ARGV[3]))) < 0 then
+  redis.call('SET', KEYS[3], 0, 'EX', 2 * 86400)
+end
+return 1
 """
+
+# Reserved per generation for the reply, on top of its prompt, until the real count is known.
+REPLY_RESERVE = 512
 
 _MESSAGES = {
     "quota": "You exceeded your daily token quota. It resets at midnight UTC.",
@@ -104,6 +126,9 @@ class Admission:
     user: object
     door: str
     api_key: object | None = None
+    slot: str = ""
+    reserved: int = 0
+    day: str = field(default_factory=lambda: _today())
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _started: float = field(default_factory=time.monotonic)
     _charged: bool = False
@@ -124,13 +149,16 @@ class Admission:
             return None
         self._charged = True
         user_id = self.user.pk  # type: ignore[attr-defined]
-        redis = get_async_redis()
-        tokens_key = f"usage:tokens:{user_id}:{_today()}"
-        pipe = redis.pipeline(transaction=False)
-        pipe.eval(_RELEASE, 1, f"usage:concurrent:{user_id}")
-        pipe.incrby(tokens_key, prompt_tokens + completion_tokens)
-        pipe.expire(tokens_key, 2 * 86400)
-        await pipe.execute()
+        await get_async_redis().eval(
+            _SETTLE,
+            3,
+            f"usage:running:{user_id}",
+            f"usage:tokens:{user_id}:{_today()}",
+            f"usage:reserved:{user_id}:{self.day}",
+            self.slot,
+            max(prompt_tokens, 0) + max(completion_tokens, 0),
+            self.reserved,
+        )
         return await sync_to_async(Generation.objects.create)(
             user_id=user_id,
             api_key=self.api_key,
@@ -147,23 +175,39 @@ class Admission:
         )
 
 
-async def admit(user: object, *, door: str, api_key: object | None = None) -> Admission:
-    """Let a generation start, or raise `Refused` with how long to wait."""
+async def admit(
+    user: object, *, door: str, api_key: object | None = None, prompt_tokens: int = 0
+) -> Admission:
+    """Let a generation start, or raise `Refused` with how long to wait.
+
+    It reserves `prompt_tokens` plus a reply's worth against the day's budget until
+    `charge()` puts the real count in their place, so concurrent generations cannot all
+    start on the last few tokens of a budget.
+    """
     limits = Limits.for_user(user)
     user_id = user.pk  # type: ignore[attr-defined]
-    minute = int(time.time() // 60)
-    allowed, kind, retry_after = await get_async_redis().eval(
+    now = time.time()
+    day = _today()
+    slot = uuid.uuid4().hex
+    allowed, kind, detail = await get_async_redis().eval(
         _ADMIT,
-        3,
-        f"usage:rpm:{user_id}:{minute}",
-        f"usage:concurrent:{user_id}",
-        f"usage:tokens:{user_id}:{_today()}",
+        4,
+        f"usage:rpm:{user_id}:{int(now // 60)}",
+        f"usage:running:{user_id}",
+        f"usage:tokens:{user_id}:{day}",
+        f"usage:reserved:{user_id}:{day}",
         limits.requests_per_minute,
         limits.concurrent,
         limits.tokens_per_day,
+        now,
+        slot,
+        max(prompt_tokens, 0) + REPLY_RESERVE,
+        settings.USAGE_SLOT_SECONDS,
     )
     if not int(allowed):
-        if kind == "quota":
-            retry_after = _seconds_to_midnight()  # the counter itself lives two days
-        raise Refused(kind, retry_after)
-    return Admission(user=user, door=door, api_key=api_key)
+        # `detail` is how long the refusal lasts; a spent budget lasts until midnight UTC.
+        raise Refused(kind, _seconds_to_midnight() if kind == "quota" else int(detail))
+    # Once admitted, `detail` is the number of tokens reserved.
+    return Admission(
+        user=user, door=door, api_key=api_key, slot=slot, reserved=int(detail), day=day
+    )

@@ -103,7 +103,9 @@ def test_rate_limits_are_429_rate_limit_exceeded_with_retry_after(
 
 
 def test_too_many_concurrent_generations_are_429(api: httpx.Client, member: User) -> None:
-    get_redis().set(f"usage:concurrent:{member.pk}", 4, ex=60)
+    # Four generations of this member running elsewhere (the member limit is 4).
+    held = {f"elsewhere-{i}": time.time() + 60 for i in range(4)}
+    get_redis().zadd(f"usage:running:{member.pk}", held)
     response = complete(api)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limit_exceeded"

@@ -17,6 +17,8 @@ TIGHT = {
     "member": {"requests_per_minute": 3, "concurrent": 2, "tokens_per_day": 100},
     "admin": {"requests_per_minute": 0, "concurrent": 0, "tokens_per_day": 0},
 }
+# The same without a token budget, where only rate and concurrency can refuse.
+NO_BUDGET = {**TIGHT, "member": {**TIGHT["member"], "tokens_per_day": 0}}
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ async def test_charging_writes_one_ledger_row_and_frees_the_slot(person: User) -
     assert await Generation.objects.acount() == 1
 
 
-@override_settings(QUOTAS=TIGHT)
+@override_settings(QUOTAS=NO_BUDGET)
 async def test_concurrent_generations_beyond_the_limit_are_refused(person: User) -> None:
     first = await admit(person, door="api")
     await admit(person, door="api")
@@ -44,7 +46,7 @@ async def test_concurrent_generations_beyond_the_limit_are_refused(person: User)
     await admit(person, door="api")
 
 
-@override_settings(QUOTAS=TIGHT)
+@override_settings(QUOTAS=NO_BUDGET)
 async def test_requests_per_minute_are_counted_across_doors(person: User) -> None:
     for door in ("web", "api", "web"):
         admission = await admit(person, door=door)
@@ -65,7 +67,7 @@ async def test_a_spent_daily_budget_is_a_quota_refusal(person: User) -> None:
     assert "daily token quota" in refused.value.message
 
 
-@override_settings(QUOTAS=TIGHT)
+@override_settings(QUOTAS=NO_BUDGET)
 async def test_admission_is_atomic_under_a_burst(person: User) -> None:
     results = await asyncio.gather(
         *(admit(person, door="api") for _ in range(10)), return_exceptions=True
@@ -93,3 +95,31 @@ async def test_a_spent_budget_says_to_retry_after_midnight_utc(person: User) -> 
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     assert abs(refused.value.retry_after - (midnight - now).total_seconds()) <= 2
+
+
+BUDGET = {**TIGHT, "member": {"requests_per_minute": 0, "concurrent": 0, "tokens_per_day": 1000}}
+
+
+@override_settings(QUOTAS=BUDGET)
+async def test_generations_running_at_once_cannot_overspend_the_budget(person: User) -> None:
+    first = await admit(person, door="api", prompt_tokens=300)  # 300 + a reply's worth
+    second = await admit(person, door="api", prompt_tokens=300)  # only what was left
+    assert (first.reserved, second.reserved) == (812, 188)
+    with pytest.raises(Refused) as refused:
+        await admit(person, door="api", prompt_tokens=1)
+    assert refused.value.is_quota
+    # Charging puts the real counts in place of the reservations.
+    await first.charge(model="m", prompt_tokens=300, completion_tokens=20)
+    await second.charge(model="m", prompt_tokens=300, completion_tokens=20)
+    third = await admit(person, door="api", prompt_tokens=10)
+    assert third.reserved == 1000 - 640
+
+
+@override_settings(QUOTAS=NO_BUDGET, USAGE_SLOT_SECONDS=1)
+async def test_a_slot_never_given_back_lapses(person: User) -> None:
+    await admit(person, door="web")
+    await admit(person, door="web")  # both slots taken, and (a worker died) never charged
+    with pytest.raises(Refused):
+        await admit(person, door="web")
+    await asyncio.sleep(1.1)
+    await admit(person, door="web")
