@@ -12,6 +12,8 @@ from django.utils import timezone
 from conversations import snapshots
 from conversations.markdown import render_markdown
 from conversations.models import Conversation, Message
+from llm.tokens import estimate_prompt_tokens, estimate_tokens
+from usage.services import record_interrupted
 
 TITLE_WORDS = 6
 INTERRUPTED_MESSAGE = "The server stopped while this reply was being written."
@@ -247,15 +249,24 @@ def checkpoint_many(texts: list[tuple[int, str]]) -> None:
 
 
 def interrupt_reply(reply: Message, text: str | None = None) -> Message:
-    """Mark a reply whose runner is gone as interrupted, keeping the best text known."""
+    """Mark a reply whose runner is gone as interrupted, keeping the best text known, and
+    charge what it is estimated to have cost."""
     content = text if text is not None and len(text) >= len(reply.content) else reply.content
-    return finish_reply(
+    finished = finish_reply(
         reply,
         content=content,
         status=Message.Status.INTERRUPTED,
         error=INTERRUPTED_MESSAGE,
         completion_tokens=None,
     )
+    record_interrupted(
+        reply.conversation.owner_id,
+        model=reply.model,
+        prompt_tokens=estimate_prompt_tokens(history_for(reply.conversation, reply)),
+        completion_tokens=estimate_tokens(content),
+        started_at=reply.created_at,
+    )
+    return finished
 
 
 def mark_orphaned_replies() -> str:

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from usage.models import Generation
-from usage.redis import get_async_redis
+from usage.redis import get_async_redis, get_redis
 
 # KEYS: per-minute counter, running generations (a sorted set: slot id -> expiry), tokens
 # spent today, tokens reserved today by generations still running.
@@ -210,4 +210,29 @@ async def admit(
     # Once admitted, `detail` is the number of tokens reserved.
     return Admission(
         user=user, door=door, api_key=api_key, slot=slot, reserved=int(detail), day=day
+    )
+
+
+def record_interrupted(
+    user_id: int, *, model: str, prompt_tokens: int, completion_tokens: int, started_at: datetime
+) -> Generation:
+    """A generation whose worker died: its estimated tokens count like any others.
+
+    No admission survives the worker, so there is nothing to give back: its slot lapses.
+    """
+    tokens_key = f"usage:tokens:{user_id}:{_today()}"
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.incrby(tokens_key, prompt_tokens + completion_tokens)
+    pipe.expire(tokens_key, 2 * 86400)
+    pipe.execute()
+    return Generation.objects.create(
+        user_id=user_id,
+        door=Generation.Door.WEB,
+        model=model[:200],
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        usage_source="estimated",
+        status=Generation.Status.INTERRUPTED,
+        error="the worker streaming this reply stopped",
+        started_at=started_at,
     )

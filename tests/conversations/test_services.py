@@ -10,6 +10,7 @@ from accounts.models import User
 from conversations import services, snapshots
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
+from usage.models import Generation
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +30,14 @@ def test_orphaned_replies_are_marked_interrupted_with_their_last_checkpoint(memb
     assert reply.content == "half an ans"
     assert "<p>half an ans</p>" in reply.html
     assert "1 orphaned" in report
+    # What it cost is charged, estimated, to the conversation's owner.
+    generation = Generation.objects.get()
+    assert (generation.user, generation.status, generation.usage_source) == (
+        member,
+        "interrupted",
+        "estimated",
+    )
+    assert generation.completion_tokens > 0
 
 
 def test_a_reply_whose_runner_is_alive_on_another_worker_is_left_alone(member: User) -> None:
