@@ -214,7 +214,8 @@ async def run_chat(
 ) -> None:
     import websockets
 
-    headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={cookie}"}
+    origin = "http://" + url.split("://", 1)[1].split("/", 1)[0]  # the page's own origin
+    headers = {"Origin": origin, "Cookie": f"sessionid={cookie}"}
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     try:
         async with websockets.connect(
@@ -331,7 +332,7 @@ def idle_memory(port: int, pid: int, cookie: str, conversation_ids: list[int]) -
 
     async def hold() -> float:
         before = rss_bytes(pid)
-        headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={cookie}"}
+        headers = {"Origin": f"http://127.0.0.1:{port}", "Cookie": f"sessionid={cookie}"}
         sockets = []
         for pk in conversation_ids:
             sockets.append(

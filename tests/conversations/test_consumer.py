@@ -352,6 +352,14 @@ async def test_a_foreign_origin_is_refused(sockets, conversation: Conversation) 
     assert not (await socket.connect())[0]
 
 
+@pytest.mark.parametrize("origin", ["http://localhost:9999", "https://localhost"])
+async def test_another_port_or_scheme_of_the_same_host_is_refused(
+    sockets, conversation: Conversation, origin: str
+) -> None:
+    socket = await sockets(conversation.pk, origin=origin)
+    assert not (await socket.connect())[0]
+
+
 async def test_every_message_is_authorized_again(
     sockets, conversation: Conversation, mock: MockUpstream
 ) -> None:
