@@ -27,7 +27,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 from django.urls import Resolver404, resolve
 
-from api.errors import ApiError
+from api.errors import ApiError, body_too_large
 from chatsite.middleware import request_id as choose_request_id
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,7 @@ async def application(scope: dict, receive: Any, send: Any) -> None:
     except ClientGone:
         return
     except BodyTooLarge:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
-        error = ApiError(413, f"request body too large: the limit is {limit} MiB")
-        await _send(_error_response(error, openai), send, request_id)
+        await _send(_error_response(body_too_large(), openai), send, request_id)
         return
     request = ASGIRequest(scope, io.BytesIO(body))
     request.request_id = request_id

@@ -6,14 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiKey
 from api.auth import authenticate
-from api.errors import ApiError
+from api.errors import ApiError, body_too_large
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                 key: ApiKey = await authenticate(request, openai=openai)
                 return await view(request, key, *args, **kwargs)
             except RequestDataTooBig:
-                limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
-                error = ApiError(413, f"request body too large: the limit is {limit} MiB")
+                error = body_too_large()
                 return error.openai_response() if openai else error.ollama_response()
             except ApiError as exc:
                 return exc.openai_response() if openai else exc.ollama_response()

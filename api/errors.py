@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.http import HttpResponse
 
 from llm.errors import (
@@ -77,6 +78,12 @@ class ApiError(Exception):
         for name, value in self.headers.items():
             response[name] = value
         return response
+
+
+def body_too_large() -> ApiError:
+    """A request body over DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_MB)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+    return ApiError(413, f"request body too large: the limit is {limit} MiB")
 
 
 def unauthorized(openai: bool, presented: str | None) -> ApiError:

@@ -113,6 +113,11 @@ def _today() -> str:
     return datetime.now(UTC).strftime("%Y%m%d")
 
 
+def spent_key(user_id: int, day: str | None = None) -> str:
+    """The Redis counter of the tokens a user spent on `day` (today by default)."""
+    return f"usage:tokens:{user_id}:{day or _today()}"
+
+
 def _seconds_to_midnight() -> int:
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -153,7 +158,7 @@ class Admission:
             _SETTLE,
             3,
             f"usage:running:{user_id}",
-            f"usage:tokens:{user_id}:{_today()}",
+            spent_key(user_id),
             f"usage:reserved:{user_id}:{self.day}",
             self.slot,
             max(prompt_tokens, 0) + max(completion_tokens, 0),
@@ -194,7 +199,7 @@ async def admit(
         4,
         f"usage:rpm:{user_id}:{int(now // 60)}",
         f"usage:running:{user_id}",
-        f"usage:tokens:{user_id}:{day}",
+        spent_key(user_id, day),
         f"usage:reserved:{user_id}:{day}",
         limits.requests_per_minute,
         limits.concurrent,
@@ -220,7 +225,7 @@ def record_interrupted(
 
     No admission survives the worker, so there is nothing to give back: its slot lapses.
     """
-    tokens_key = f"usage:tokens:{user_id}:{_today()}"
+    tokens_key = spent_key(user_id)
     pipe = get_redis().pipeline(transaction=False)
     pipe.incrby(tokens_key, prompt_tokens + completion_tokens)
     pipe.expire(tokens_key, 2 * 86400)

@@ -8,7 +8,7 @@ from django.test import AsyncClient
 from accounts.models import ApiKey, User
 from tests.api.wire import USER
 from usage.redis import get_redis
-from usage.services import _today
+from usage.services import spent_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +20,7 @@ def spent(member: User, upstream: object, settings: pytest.FixtureRequest) -> st
         **settings.QUOTAS,
         "member": {**settings.QUOTAS["member"], "tokens_per_day": 100},
     }
-    get_redis().set(f"usage:tokens:{member.pk}:{_today()}", 100, ex=3600)
+    get_redis().set(spent_key(member.pk), 100, ex=3600)
     return ApiKey.issue(member, "k")[1]
 
 
