@@ -104,10 +104,14 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.masked})"
 
     def save(self, *args: object, **kwargs: object) -> None:
+        created = self._state.adding
         super().save(*args, **kwargs)
-        from accounts import keycache
+        if not created:
+            # A new key's digest was never looked up (nobody held its secret), so there is
+            # no entry to replace: its first request caches it straight away.
+            from accounts import keycache
 
-        keycache.forget([self.digest], usable=self.is_live)
+            keycache.forget([self.digest], usable=self.is_live)
 
     @staticmethod
     def digest_of(secret: str) -> str:

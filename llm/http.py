@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+import httpcore
 import httpx
 from django.conf import settings
+
+from llm.network import AsyncioBackend
 
 # httpx's default pool (100 connections, 5 s pool timeout) silently stalls stream 101.
 
@@ -26,7 +29,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             max_keepalive_connections=_share(limits.max_keepalive_connections, shards),
             keepalive_expiry=limits.keepalive_expiry,
         )
-        self._pools = [httpx.AsyncHTTPTransport(limits=per_shard) for _ in range(shards)]
+        self._pools = [upstream_transport(per_shard) for _ in range(shards)]
         self._next = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -37,6 +40,21 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+
+def upstream_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over a connection pool whose sockets are `llm.network`'s."""
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    # httpx takes no network backend, so its pool is swapped for one built the same way
+    # (httpx 0.28's `AsyncHTTPTransport.__init__`, no proxy; pinned <0.29, tested).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 def _share(total: int | None, shards: int) -> int | None:

@@ -54,3 +54,56 @@ def test_the_django_handler_path_also_answers_413_in_protocol_shape(
     )
     assert response.status_code == 413
     assert "limit" in response.json()["error"]
+
+
+async def _call_door(path: str, secret: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request straight into the API door's ASGI application, in this process."""
+    from asgiref.testing import ApplicationCommunicator
+
+    from api.asgi import application
+
+    scope = {
+        "type": "http",
+        "method": "POST" if body else "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {secret}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    door = ApplicationCommunicator(application, scope)
+    await door.send_input({"type": "http.request", "body": body})
+    start = await door.receive_output(5)
+    chunks = []
+    while True:
+        message = await door.receive_output(5)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await door.wait(5)
+    return start["status"], b"".join(chunks)
+
+
+def _sync_thread_connection() -> object:
+    from django.db import connection
+
+    return connection.connection
+
+
+@pytest.mark.parametrize("kind", ["key lookup", "generation"])
+async def test_a_request_that_used_the_database_closes_its_connection(
+    member_key: str, kind: str
+) -> None:
+    from asgiref.sync import sync_to_async
+    from django.db import close_old_connections
+
+    await sync_to_async(close_old_connections)()
+    assert await sync_to_async(_sync_thread_connection)() is None
+    if kind == "key lookup":  # a key new to the cache is read from the database
+        status, _ = await _call_door("/api/version", member_key)
+    else:  # and every generation writes its ledger row
+        body = b'{"model": "llama3.2:latest", "prompt": "hi", "stream": false}'
+        status, _ = await _call_door("/api/generate", member_key, body)
+    assert status == 200
+    assert await sync_to_async(_sync_thread_connection)() is None
