@@ -102,12 +102,12 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
-async def _wait(protocol: _Protocol, slot: str, timeout: float | None) -> bool:
-    """Wait for the protocol to wake `slot`; False when `timeout` seconds passed first."""
+async def _wait(protocol: _Protocol, slot: str, seconds: float | None) -> bool:
+    """Wait for the protocol to wake `slot`; False when `seconds` passed first."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[bool] = loop.create_future()
     setattr(protocol, slot, waiter)
-    timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
+    timer = loop.call_later(seconds, _expire, waiter) if seconds is not None else None
     try:
         return await waiter
     finally:
@@ -220,12 +220,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-async def _connect(opening: Any, timeout: float | None) -> tuple[Any, _Protocol]:
+async def _connect(opening: Any, seconds: float | None) -> tuple[Any, _Protocol]:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             return await opening
     except TimeoutError:
-        raise httpcore.ConnectTimeout(f"no connection within {timeout:g} s") from None
+        raise httpcore.ConnectTimeout(f"no connection within {seconds:g} s") from None
     except OSError as exc:
         raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
 
