@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from chatsite.embedded import start_redis, stop  # noqa: E402
+from chatsite.embedded import daphne_endpoint, start_redis, stop  # noqa: E402
 from tests.live import free_port  # noqa: E402
 
 __all__ = ["ROOT", "free_port", "set_up_django", "start_daphne", "stop"]
@@ -48,7 +48,7 @@ def start_daphne(
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application],
+        [sys.executable, "-m", "daphne", "-e", daphne_endpoint("127.0.0.1", port), application],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,

@@ -82,6 +82,17 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
+# Twisted listens with a backlog of 50 unless told otherwise: a burst of a hundred clients
+# overflowed it and the rest waited a second for their connection to be retried.
+LISTEN_BACKLOG = 1024
+
+
+def daphne_endpoint(host: str, port: str | int) -> str:
+    """Daphne's `-e` argument for a TCP listener on `host`:`port` with a deep backlog."""
+    interface = host.replace(":", "\\:")  # an IPv6 address, escaped for Twisted
+    return f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}"
+
+
 def main() -> int:
     data_dir = Path(os.environ.get("DATA_DIR", BASE_DIR / "data")).resolve()
     os.environ["DATA_DIR"] = str(data_dir)
@@ -102,8 +113,9 @@ def main() -> int:
     try:
         subprocess.run([python, "manage.py", "prepare"], cwd=BASE_DIR, check=True)
         print(f"chatsite is serving at http://{host}:{port}/", flush=True)
+        endpoint = daphne_endpoint(host, port)
         daphne = subprocess.Popen(
-            [python, "-m", "daphne", "-b", host, "-p", port, "chatsite.asgi:application"],
+            [python, "-m", "daphne", "-e", endpoint, "chatsite.asgi:application"],
             cwd=BASE_DIR,
         )
         return daphne.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from dataclasses import dataclass
 
 import httpcore
 import httpx
@@ -61,7 +62,18 @@ def _share(total: int | None, shards: int) -> int | None:
     return None if total is None else max(1, -(-total // shards))
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+USER_AGENT = "chatsite-llm"
+
+
+@dataclass
+class _Upstreams:
+    """A loop's pools and the client over them (the catalog's small GETs use the client)."""
+
+    transport: ShardedTransport
+    client: httpx.AsyncClient
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Upstreams] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -81,7 +93,7 @@ def chunk_timeout() -> float:
     return settings.LLM_CHUNK_TIMEOUT
 
 
-def _new_client() -> httpx.AsyncClient:
+def _new_upstreams() -> _Upstreams:
     limits = httpx.Limits(
         max_connections=settings.LLM_MAX_CONNECTIONS,
         max_keepalive_connections=settings.LLM_MAX_KEEPALIVE,
@@ -95,26 +107,45 @@ def _new_client() -> httpx.AsyncClient:
         write=30.0,
         pool=30.0,
     )
-    return httpx.AsyncClient(
-        transport=ShardedTransport(POOL_SHARDS, limits),
+    transport = ShardedTransport(POOL_SHARDS, limits)
+    client = httpx.AsyncClient(
+        transport=transport,
         timeout=timeout,
         follow_redirects=False,  # connection URLs come from admins; never wander off them
         trust_env=False,
-        headers={"User-Agent": "chatsite-llm"},
+        headers={"User-Agent": USER_AGENT},
     )
+    return _Upstreams(transport, client)
+
+
+def _upstreams() -> _Upstreams:
+    loop = asyncio.get_running_loop()
+    upstreams = _per_loop.get(loop)
+    if upstreams is None or upstreams.client.is_closed:
+        upstreams = _per_loop[loop] = _new_upstreams()
+    return upstreams
 
 
 def get_client() -> httpx.AsyncClient:
     """The pooled client of the running event loop."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = _clients[loop] = _new_client()
-    return client
+    return _upstreams().client
+
+
+async def send(request: httpx.Request) -> httpx.Response:
+    """Send a generation request through the running loop's pools; the body is not read yet.
+
+    Past the client on purpose: its cookie jar would carry one user's upstream cookies into
+    another's requests, and its auth, redirect and hook steps cost more per request than
+    the engine's own work before the first token (nothing here uses them: no redirects are
+    followed, credentials are headers of the connection).
+    """
+    response = await _upstreams().transport.handle_async_request(request)
+    response.request = request
+    return response
 
 
 async def close_client() -> None:
     """Close the running loop's client (tests and shutdown)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    upstreams = _per_loop.pop(asyncio.get_running_loop(), None)
+    if upstreams is not None:
+        await upstreams.client.aclose()  # and its transport

@@ -148,7 +148,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(protocol.error) or type(protocol.error).__name__)
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # Dropped at once, as anyio's backend does: a connection httpcore gives up on (a
+        # cancelled stream, a timed-out write) must not linger to flush a queued request
+        # body or wait out a TLS goodbye from a hung upstream.
+        self._transport.abort()
 
     async def start_tls(
         self,

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 from django.db import connection
 
+from chatsite.embedded import daphne_endpoint
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -62,10 +64,8 @@ def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
                 sys.executable,
                 "-m",
                 "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
+                "-e",
+                daphne_endpoint("127.0.0.1", port),
                 "chatsite.asgi:application",
             ],
             cwd=BASE_DIR,

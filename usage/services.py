@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from usage.models import Generation
-from usage.redis import get_async_redis, get_redis
+from usage.redis import get_async_script, get_redis
 
 # KEYS: per-minute counter, running generations (a sorted set: slot id -> expiry), tokens
 # spent today, tokens reserved today by generations still running.
@@ -154,15 +154,13 @@ class Admission:
             return None
         self._charged = True
         user_id = self.user.pk  # type: ignore[attr-defined]
-        await get_async_redis().eval(
-            _SETTLE,
-            3,
-            f"usage:running:{user_id}",
-            spent_key(user_id),
-            f"usage:reserved:{user_id}:{self.day}",
-            self.slot,
-            max(prompt_tokens, 0) + max(completion_tokens, 0),
-            self.reserved,
+        await get_async_script(_SETTLE)(
+            keys=[
+                f"usage:running:{user_id}",
+                spent_key(user_id),
+                f"usage:reserved:{user_id}:{self.day}",
+            ],
+            args=[self.slot, max(prompt_tokens, 0) + max(completion_tokens, 0), self.reserved],
         )
         return await sync_to_async(Generation.objects.create)(
             user_id=user_id,
@@ -194,20 +192,22 @@ async def admit(
     now = time.time()
     day = _today()
     slot = uuid.uuid4().hex
-    allowed, kind, detail = await get_async_redis().eval(
-        _ADMIT,
-        4,
-        f"usage:rpm:{user_id}:{int(now // 60)}",
-        f"usage:running:{user_id}",
-        spent_key(user_id, day),
-        f"usage:reserved:{user_id}:{day}",
-        limits.requests_per_minute,
-        limits.concurrent,
-        limits.tokens_per_day,
-        now,
-        slot,
-        max(prompt_tokens, 0) + REPLY_RESERVE,
-        settings.USAGE_SLOT_SECONDS,
+    allowed, kind, detail = await get_async_script(_ADMIT)(
+        keys=[
+            f"usage:rpm:{user_id}:{int(now // 60)}",
+            f"usage:running:{user_id}",
+            spent_key(user_id, day),
+            f"usage:reserved:{user_id}:{day}",
+        ],
+        args=[
+            limits.requests_per_minute,
+            limits.concurrent,
+            limits.tokens_per_day,
+            now,
+            slot,
+            max(prompt_tokens, 0) + REPLY_RESERVE,
+            settings.USAGE_SLOT_SECONDS,
+        ],
     )
     if not int(allowed):
         # `detail` is how long the refusal lasts; a spent budget lasts until midnight UTC.

@@ -24,7 +24,7 @@ from llm.errors import (
     UpstreamUnavailable,
 )
 from llm.events import Event
-from llm.http import chunk_timeout, connect_timeout, first_byte_timeout, get_client
+from llm.http import USER_AGENT, chunk_timeout, connect_timeout, first_byte_timeout, send
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_MESSAGE = 500
@@ -121,18 +121,18 @@ async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None
 @asynccontextmanager
 async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
     """Send `call` and yield its 2xx response; closes it (and the socket, if unread) on exit."""
-    client = get_client()
     wait = first_byte_timeout()
-    request = client.build_request(
+    timeout = httpx.Timeout(connect=connect_timeout(), read=wait, write=30.0, pool=30.0)
+    request = httpx.Request(
         "POST",
         call.url,
         content=json.dumps(call.body).encode(),
-        headers={"Content-Type": "application/json", **call.headers},
-        timeout=httpx.Timeout(connect=connect_timeout(), read=wait, write=30.0, pool=30.0),
+        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **call.headers},
+        extensions={"timeout": timeout.as_dict()},
     )
     call.parser.started_ns = time.perf_counter_ns()
     try:
-        response = await client.send(request, stream=True)
+        response = await send(request)
     except httpx.ReadTimeout:
         raise UpstreamUnavailable(call.url, f"no response within {wait:g} s") from None
     except httpx.ConnectTimeout:
