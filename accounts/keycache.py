@@ -28,24 +28,29 @@ def _cache_key(digest: str) -> str:
     return f"apikey:{digest}"
 
 
-async def find(digest: str, *, use_window: int) -> tuple[ApiKey | None, bool]:
-    """The key with this digest (its `user` attached), and whether this is its first use in
-    the last `use_window` seconds (to keep `last_used_at` current without a write per call).
+async def find(
+    digest: str, *, use_window: int, also_get: tuple[str, ...] = ()
+) -> tuple[ApiKey | None, bool, list[str | None]]:
+    """The key with this digest (its `user` attached), whether this is its first use in the
+    last `use_window` seconds (to keep `last_used_at` current without a write per call),
+    and the values of the Redis keys `also_get`, read in the same round trip.
     """
     client = get_async_redis()
     pipe = client.pipeline(transaction=False)
     pipe.get(_cache_key(digest))
     pipe.set(f"apikey:used:{digest}", 1, ex=use_window, nx=True)
-    raw, first_use = await pipe.execute()
+    for name in also_get:
+        pipe.get(name)
+    raw, first_use, *also = await pipe.execute()
     if raw == TOMBSTONE:
-        return None, False
+        return None, False, also
     if raw and raw != UNCACHED:
-        return _from_record(json.loads(raw)), bool(first_use)
+        return _from_record(json.loads(raw)), bool(first_use), also
     key = await ApiKey.objects.select_related("user").filter(digest=digest).afirst()
     if raw != UNCACHED:
         value = json.dumps(_record(key)) if key is not None else TOMBSTONE
         await client.set(_cache_key(digest), value, ex=TTL, nx=True)
-    return key, bool(first_use)
+    return key, bool(first_use), also
 
 
 def forget(digests: list[str], *, usable: bool) -> None:

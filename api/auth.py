@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts import keycache
 from accounts.models import ApiKey
 from api.errors import model_not_found, unauthorized
+from llm import catalog
 
 # `last_used_at` is for people reading the keys page: a minute's precision is plenty and
 # spares the hot path a write per request.
@@ -35,9 +36,13 @@ async def authenticate(request: HttpRequest, *, openai: bool) -> ApiKey:
     secret = presented_key(request)
     if secret is None or len(secret) > 200:
         raise unauthorized(openai, secret)
-    key, first_use = await keycache.find(
-        ApiKey.digest_of(secret), use_window=int(LAST_USED_PRECISION.total_seconds())
+    # The model catalog comes along in the same round trip: nearly every call needs it next.
+    key, first_use, (catalog_raw,) = await keycache.find(
+        ApiKey.digest_of(secret),
+        use_window=int(LAST_USED_PRECISION.total_seconds()),
+        also_get=(catalog.CACHE_KEY,),
     )
+    catalog.use_prefetched(catalog_raw)
     if key is None or not key.is_live or not key.user.may_use_api:
         raise unauthorized(openai, secret)
     if first_use:

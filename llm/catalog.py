@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import weakref
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,7 +72,7 @@ class Catalog:
 async def load_catalog(refresh: bool = False) -> Catalog:
     """The catalog, from the cache unless it is stale or `refresh` is asked."""
     if not refresh:
-        cached = await _read_cache()
+        cached = _prefetched.get() or await _read_cache()
         if cached is not None:
             return cached
     # One discovery per loop at a time: a burst of requests on a cold cache shares it.
@@ -81,6 +82,16 @@ async def load_catalog(refresh: bool = False) -> Catalog:
         task = _discoveries[loop] = loop.create_task(_discover_and_cache())
         task.add_done_callback(lambda _: _discoveries.pop(loop, None))
     return await asyncio.shield(task)
+
+
+# The cached catalog as a caller read it in a round trip of its own (the API door fetches
+# it with the key, in one pipeline): load_catalog() in the same request starts from it.
+_prefetched: ContextVar[Catalog | None] = ContextVar("catalog_prefetched", default=None)
+
+
+def use_prefetched(raw: str | None) -> None:
+    """Let this request's `load_catalog()` use `raw`, the value of CACHE_KEY just read."""
+    _prefetched.set(_parse(raw))
 
 
 _discoveries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Catalog]] = (
@@ -274,6 +285,10 @@ async def _read_cache() -> Catalog | None:
     except redis.RedisError as exc:
         log.warning("model catalog cache unavailable: %s", exc)
         return None
+    return _parse(raw)
+
+
+def _parse(raw: str | None) -> Catalog | None:
     if not raw:
         return None
     global _parsed

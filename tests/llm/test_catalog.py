@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from llm import catalog
@@ -109,3 +111,21 @@ async def test_it_probes_a_connection(local, cloud):
 
 def test_it_offers_a_sync_catalog_for_views(local):
     assert len(catalog.load_catalog_sync().models) == 2
+
+
+async def test_a_request_starts_from_the_catalog_its_caller_already_read(local):
+    from usage.redis import get_async_redis
+
+    await catalog.load_catalog()  # discovered and cached
+    raw = await get_async_redis().get(catalog.CACHE_KEY)
+    await get_async_redis().delete(catalog.CACHE_KEY)
+
+    async def one_request(prefetched: str | None) -> list[str]:
+        catalog.use_prefetched(prefetched)
+        return [m.name for m in (await catalog.load_catalog()).models]
+
+    # Each request runs in a context of its own, as the API door's do.
+    assert await asyncio.create_task(one_request(raw)) == ["llama3.2:latest", "qwen3:8b"]
+    assert await get_async_redis().get(catalog.CACHE_KEY) is None  # no discovery was needed
+    await asyncio.create_task(one_request(None))  # nothing prefetched: read, then discover
+    assert await get_async_redis().get(catalog.CACHE_KEY) is not None
