@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from harness import ROOT, set_up_django, start_daphne, stop
+from harness import ROOT, quiet_collector, set_up_django, start_daphne, stop
 
 MODEL = "llama3.2:latest"
 HI = [{"role": "user", "content": "hi"}]
@@ -189,7 +189,8 @@ def main() -> int:
         daphne, port = start_daphne()
         api_url = f"http://127.0.0.1:{port}"
         processes.append(daphne)
-        results = asyncio.run(measure(mocks, api_url, secret, args.rounds))
+        with quiet_collector():
+            results = asyncio.run(measure(mocks, api_url, secret, args.rounds))
         report(results)
     finally:
         for process in processes:

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import ROOT, set_up_django, start_daphne
+from harness import ROOT, quiet_collector, set_up_django, start_daphne
 
 MODEL = "llama3.2:latest"
 PARAGRAPH = 30  # tokens per paragraph in the reply
@@ -283,7 +283,8 @@ def run(  # type: ignore[no-untyped-def]
 
     load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
     cpu_before, steal_before = cpu_seconds(pid), steal_seconds()
-    asyncio.run(all_chats())
+    with quiet_collector():
+        asyncio.run(all_chats())
     cpu = cpu_seconds(pid) - cpu_before
     steal = steal_seconds() - steal_before
     conn.send("dump")
