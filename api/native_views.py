@@ -11,8 +11,9 @@ from api import ndjson, validation
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
 from api.ndjson import NDJSON, Lines
-from api.relay import Relay, begin, collect, find_model, prompt_estimate
+from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
 from llm.catalog import CatalogModel, list_models
+from llm.client import embed as engine_embed
 from llm.client import generate as engine_generate
 from llm.client import stream_chat
 from llm.errors import LLMError
@@ -247,9 +248,34 @@ async def ps(request: HttpRequest, key: ApiKey) -> HttpResponse:
 
 @endpoint("POST", openai=False)
 async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
-    """POST /api/embed: not offered yet (the engine has no embeddings call)."""
+    """POST /api/embed: one vector per input string, from either kind of upstream."""
     body = validation.read_body(request, "EmbedRequest")
-    model = body.get("model")
-    if isinstance(model, str) and model:
-        await find_model(key, model, openai=False)
-    raise ApiError(501, "embeddings are not supported by this server yet")
+    validation.check_fields(body, validation.EMBED_FIELDS, "EmbedRequest")
+    model = _model_name(body)
+    texts = validation.check_embed_input(body.get("input"))
+    validation.check_options(body.get("options"))
+    validation.check_keep_alive(body.get("keep_alive"))
+    target = await find_model(key, model, openai=False)
+    if not texts:  # Ollama answers an empty input with no vectors
+        return json_response({"model": model, "embeddings": []})
+    result = await embed_metered(
+        key,
+        target,
+        lambda: engine_embed(
+            model,
+            body["input"],  # as supplied: a string stays a string upstream
+            truncate=body.get("truncate"),
+            options=body.get("options"),
+            keep_alive=body.get("keep_alive"),
+            dimensions=body.get("dimensions"),
+            target=target,
+        ),
+        prompt_estimate=prompt_estimate(*texts),
+    )
+    answer: dict = {"model": model, "embeddings": result.vectors}
+    for name in ("total_duration", "load_duration"):
+        value = getattr(result.timings, name)
+        if value is not None:
+            answer[name] = value
+    answer["prompt_eval_count"] = result.prompt_tokens
+    return json_response(answer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from accounts.models import ApiKey
@@ -19,7 +19,7 @@ from api.errors import from_engine, from_refusal, model_not_found
 from api.ndjson import Clock
 from llm.client import Target, find_target
 from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
-from llm.events import Delta, Event, Finished, ToolCall, ToolCalls
+from llm.events import Delta, Embedded, Event, Finished, ToolCall, ToolCalls
 from llm.tokens import estimate_tokens
 from usage.models import Generation
 from usage.services import Admission, Refused, admit
@@ -197,3 +197,42 @@ async def begin(
     except LLMError as exc:
         raise from_engine(exc, target.model, openai) from None
     return relay
+
+
+async def embed_metered(
+    key: ApiKey,
+    target: Target,
+    call: Callable[[], Awaitable[Embedded]],
+    *,
+    prompt_estimate: int,
+) -> Embedded:
+    """Admit an embeddings call, run it and charge it (its input tokens) exactly once.
+
+    Raises ApiError: 429 from the meter, the engine's errors in the native shape.
+    """
+    try:
+        admission = await admit(
+            key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
+        )
+    except Refused as exc:
+        raise from_refusal(exc) from None
+    result: Embedded | None = None
+    error: BaseException | None = None
+    try:
+        result = await call()
+        return result
+    except BaseException as exc:
+        error = exc
+        if isinstance(exc, LLMError):
+            raise from_engine(exc, target.model, openai=False) from None
+        raise
+    finally:
+        await admission.charge(
+            model=target.model,
+            connection=target.connection.name,
+            prompt_tokens=result.prompt_tokens if result else prompt_estimate,
+            completion_tokens=0,
+            usage_source=result.usage_source if result else "estimated",
+            status=Generation.Status.OK if result else _status(None, error),
+            error=str(getattr(error, "message", "") or "") if error else "",
+        )

@@ -53,6 +53,12 @@ SHOW_FIELDS = {
     "name": ("string", "string"),
     "verbose": ("bool", "bool"),
 }
+EMBED_FIELDS = {
+    "model": ("string", "string"),
+    "truncate": ("bool", "bool"),
+    "options": ("object", "map[string]interface {}"),
+    "dimensions": ("int", "int"),
+}
 MESSAGE_FIELDS = {
     "role": ("string", "string"),
     "content": ("string", "string"),
@@ -232,6 +238,17 @@ def check_keep_alive(value: Any) -> None:
         f"json: cannot unmarshal {json_type(value)} into keep_alive of type api.Duration",
         param="keep_alive",
     )
+
+
+def check_embed_input(value: Any) -> list[str]:
+    """The texts of an embed request's `input`: a string or an array of strings."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ApiError(400, "invalid input type", param="input")
 
 
 def check_top_logprobs(body: dict) -> None:

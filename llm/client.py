@@ -1,4 +1,4 @@
-"""The engine's entry points: `stream_chat` and `generate`, for both front doors.
+"""The engine's entry points: `stream_chat`, `generate` and `embed`, for both front doors.
 
 Messages and options are in Ollama's native shape; the catalog says which connection serves
 the model and in which protocol, and the protocol client translates when it must.
@@ -17,8 +17,8 @@ from llm import catalog
 from llm.catalog import CatalogModel
 from llm.clients import ollama, openai
 from llm.clients.base import run_call
-from llm.errors import LLMError, ModelNotFound
-from llm.events import Event
+from llm.errors import LLMError, ModelNotFound, UpstreamError
+from llm.events import Embedded, Event
 from llm.models import Connection
 
 
@@ -129,3 +129,33 @@ async def generate(
     async with aclosing(run_call(call)) as events:
         async for event in events:
             yield event
+
+
+async def embed(
+    model: str,
+    input: str | list[str],
+    *,
+    truncate: bool | None = None,
+    options: dict | None = None,
+    keep_alive: int | float | str | None = None,
+    dimensions: int | None = None,
+    target: Target | None = None,
+) -> Embedded:
+    """The embedding vectors of `input` (one per string, in order) from `model`."""
+    target = target or await find_target(model)
+    connection = target.connection
+    call = target.protocol.embed_call(
+        connection.root_url,
+        _headers(connection),
+        model,
+        target.upstream_model,
+        input,
+        truncate=truncate,
+        options=options,
+        keep_alive=keep_alive,
+        dimensions=dimensions,
+    )
+    async with aclosing(run_call(call)) as events:
+        async for event in events:
+            return event  # type: ignore[return-value]
+    raise UpstreamError(502, f"{call.url} answered without embeddings")

@@ -65,3 +65,13 @@ class Finished:
 
 
 Event = Delta | ToolCalls | Finished
+
+
+@dataclass(slots=True)
+class Embedded:
+    """The answer to an embeddings call: one vector per input, in input order."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    usage_source: Literal["upstream", "estimated"] = "upstream"
+    timings: Timings = field(default_factory=Timings)

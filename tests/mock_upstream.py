@@ -332,6 +332,9 @@ class MockUpstream:
         if route == ("POST", "/api/embed"):
             self._embed(request, writer)
             return True
+        if route == ("POST", "/v1/embeddings"):
+            self._openai_embed(request, writer)
+            return True
         if route in {("POST", "/api/chat"), ("POST", "/api/generate")}:
             return await self._ollama_generation(request, reader, writer)
         if route == ("POST", "/v1/chat/completions"):
@@ -407,7 +410,7 @@ class MockUpstream:
             return
         inputs = body.get("input", "")
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        vectors = [[round(len(text) / 10, 3), 0.5, -0.25] for text in inputs]
+        vectors = [_vector(text) for text in inputs]
         self._send_json(
             writer,
             200,
@@ -417,6 +420,33 @@ class MockUpstream:
                 "total_duration": 1000,
                 "load_duration": 10,
                 "prompt_eval_count": sum(len(t.split()) for t in inputs),
+            },
+        )
+
+    def _openai_embed(self, request: Received, writer: asyncio.StreamWriter) -> None:
+        body = request.body or {}
+        model = body.get("model", "")
+        if not self._knows(model):
+            error = _openai_error(
+                f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"
+            )
+            self._send_json(writer, 404, error)
+            return
+        inputs = body.get("input", "")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        tokens = sum(len(text.split()) for text in inputs)
+        data = [
+            {"object": "embedding", "index": index, "embedding": _vector(text)}
+            for index, text in enumerate(inputs)
+        ]
+        self._send_json(
+            writer,
+            200,
+            {
+                "object": "list",
+                "data": data[::-1],  # out of order on purpose: clients sort by index
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
 
@@ -821,6 +851,11 @@ class _OpenAIFrames:
         if script.report_usage:
             out["usage"] = self._usage()
         return out
+
+
+def _vector(text: str) -> list[float]:
+    """A small deterministic embedding of `text`."""
+    return [round(len(text) / 10, 3), 0.5, -0.25]
 
 
 def _openai_error(

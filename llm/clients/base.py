@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,8 +23,9 @@ from llm.errors import (
     UpstreamInterrupted,
     UpstreamUnavailable,
 )
-from llm.events import Event
+from llm.events import Embedded, Event, Timings
 from llm.http import USER_AGENT, chunk_timeout, connect_timeout, first_byte_timeout, send
+from llm.tokens import estimate_tokens
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_MESSAGE = 500
@@ -207,3 +208,46 @@ class TurnState:
         if self.produced:
             return UpstreamInterrupted("".join(self.text), message)
         return UpstreamError(500, message)
+
+
+# What a protocol reads from an embeddings response: vectors, the prompt tokens it counted
+# (None when it did not say), and its timings.
+EmbedReading = tuple[Any, int | None, Timings]
+
+
+class EmbedParser:
+    """One embeddings response (never streamed) into one `Embedded` event."""
+
+    def __init__(self, inputs: list[str], read: Callable[[dict], EmbedReading]) -> None:
+        self.started_ns = time.perf_counter_ns()
+        self.inputs = inputs
+        self.read = read
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        raise AssertionError("embeddings are not streamed")
+
+    def finish(self) -> list[Event]:
+        return []
+
+    def whole(self, data: Any) -> list[Embedded]:  # type: ignore[override]
+        if not isinstance(data, dict):
+            raise UpstreamError(502, "the upstream sent a response that is not a JSON object")
+        if "error" in data:
+            raise UpstreamError(500, error_message(data))
+        vectors, prompt_tokens, timings = self.read(data)
+        if not (
+            isinstance(vectors, list)
+            and len(vectors) == len(self.inputs)
+            and all(isinstance(vector, list) for vector in vectors)
+        ):
+            count = len(vectors) if isinstance(vectors, list) else 0
+            raise UpstreamError(
+                502, f"the upstream sent {count} embeddings for {len(self.inputs)} inputs"
+            )
+        if prompt_tokens is None:
+            estimate = sum(estimate_tokens(text) for text in self.inputs)
+            return [Embedded(vectors, estimate, "estimated", timings)]
+        return [Embedded(vectors, prompt_tokens, "upstream", timings)]
+
+    def interrupted(self, reason: str) -> UpstreamInterrupted:
+        return UpstreamInterrupted("", reason)

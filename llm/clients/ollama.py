@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llm.clients.base import TurnState, UpstreamCall, error_message, truncate
+from llm.clients.base import (
+    EmbedParser,
+    EmbedReading,
+    TurnState,
+    UpstreamCall,
+    error_message,
+    truncate,
+)
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
 from llm.translate import new_call_id
@@ -62,6 +69,26 @@ def generate_call(
     estimate = estimate_tokens(prompt) + estimate_tokens(fields.get("system") or "")
     parser = OllamaParser(chat=False, prompt_estimate=estimate)
     return UpstreamCall(f"{url}/api/generate", body, headers, model, stream, parser)
+
+
+def embed_call(
+    url: str,
+    headers: dict[str, str],
+    model: str,
+    upstream_model: str,
+    input: str | list[str],
+    **fields: Any,
+) -> UpstreamCall:
+    """A POST /api/embed call; `input` and the optional `fields` pass through as supplied."""
+    body = _with_optional({"model": upstream_model, "input": input}, **fields)
+    inputs = [input] if isinstance(input, str) else input
+    parser = EmbedParser(inputs, _embed_reading)
+    return UpstreamCall(f"{url}/api/embed", body, headers, model, False, parser)  # type: ignore[arg-type]
+
+
+def _embed_reading(data: dict) -> EmbedReading:
+    timings = Timings(_int(data.get("total_duration")), _int(data.get("load_duration")))
+    return data.get("embeddings"), _int(data.get("prompt_eval_count")), timings
 
 
 class OllamaParser(TurnState):

@@ -6,7 +6,14 @@ import json
 import time
 from typing import Any
 
-from llm.clients.base import TurnState, UpstreamCall, error_message, truncate
+from llm.clients.base import (
+    EmbedParser,
+    EmbedReading,
+    TurnState,
+    UpstreamCall,
+    error_message,
+    truncate,
+)
 from llm.errors import InvalidRequest, UpstreamError
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
@@ -73,6 +80,35 @@ def generate_call(
         keep_alive=None,
         stream=fields.get("stream", True),
     )
+
+
+def embed_call(
+    url: str,
+    headers: dict[str, str],
+    model: str,
+    upstream_model: str,
+    input: str | list[str],
+    **fields: Any,
+) -> UpstreamCall:
+    """A POST /embeddings call. Of Ollama's optional fields only `dimensions` has an
+    equivalent; `truncate`, `options` and `keep_alive` are dropped."""
+    inputs = [input] if isinstance(input, str) else input
+    body: dict[str, Any] = {"model": upstream_model, "input": inputs, "encoding_format": "float"}
+    if fields.get("dimensions") is not None:
+        body["dimensions"] = fields["dimensions"]
+    parser = EmbedParser(inputs, _embed_reading)
+    return UpstreamCall(f"{url}/embeddings", body, headers, model, False, parser)  # type: ignore[arg-type]
+
+
+def _embed_reading(data: dict) -> EmbedReading:
+    items = data.get("data")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        return None, None, Timings()
+    ordered = sorted(items, key=lambda item: item.get("index", 0))
+    usage = data.get("usage") or {}
+    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    prompt = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else None
+    return [item.get("embedding") for item in ordered], prompt, Timings()
 
 
 class OpenAIParser(TurnState):

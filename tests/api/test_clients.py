@@ -58,6 +58,16 @@ def test_ollama_generate_list_show_and_ps(ollama_client: ollama.Client, model: s
     assert ollama_client.ps().models == []
 
 
+@pytest.mark.parametrize("model", ["llama3.2:latest", "gpt-4o-mini"])
+def test_ollama_embed_takes_a_string_or_a_list(ollama_client: ollama.Client, model: str) -> None:
+    one = ollama_client.embed(model=model, input="hello there")
+    assert one.model == model
+    assert one.embeddings == [[1.1, 0.5, -0.25]]
+    many = ollama_client.embed(model=model, input=["a", "bbbbbbbbbbbbbbbbbbbb"])
+    assert many.embeddings == [[0.1, 0.5, -0.25], [2.0, 0.5, -0.25]]
+    assert many.prompt_eval_count == 2
+
+
 def test_ollama_tool_calls_parse(ollama_client: ollama.Client, upstream: MockUpstream) -> None:
     upstream.script(tokens=0, tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
     for model in ("llama3.2:latest", "gpt-4o-mini"):

@@ -8,9 +8,11 @@ import json
 import httpx
 import pytest
 
+from accounts.models import User
 from llm.models import Connection
 from tests.api.wire import RFC3339, USER, ndjson_lines
 from tests.mock_upstream import MockUpstream
+from usage.models import Generation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -194,10 +196,57 @@ def test_version_and_ps(api: httpx.Client) -> None:
     assert api.get("/api/ps").json() == {"models": []}
 
 
-def test_embed_is_a_clear_not_implemented(api: httpx.Client) -> None:
-    response = api.post("/api/embed", json={"model": "llama3.2:latest", "input": "x"})
-    assert response.status_code == 501
-    assert "not supported" in response.json()["error"]
+@pytest.mark.parametrize("model", ["llama3.2:latest", "gpt-4o-mini"])
+def test_embed_answers_one_vector_per_input(
+    api: httpx.Client, upstream: MockUpstream, model: str
+) -> None:
+    response = api.post("/api/embed", json={"model": model, "input": "hello there"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["model"] == model
+    assert response.json()["embeddings"] == [[1.1, 0.5, -0.25]]
+    texts = ["a", "bbbbbbbbbbbbbbbbbbbb", "ccccc ccccc"]
+    answer = api.post("/api/embed", json={"model": model, "input": texts}).json()
+    assert answer["embeddings"] == [[0.1, 0.5, -0.25], [2.0, 0.5, -0.25], [1.1, 0.5, -0.25]]
+    assert answer["prompt_eval_count"] == 4  # as the upstream counted them
+    sent = upstream.requests[-1]
+    if model.startswith("gpt"):
+        assert sent.path == "/v1/embeddings" and sent.body["input"] == texts
+    else:  # an Ollama upstream gets the fields as supplied
+        assert sent.path == "/api/embed" and sent.body == {"model": model, "input": texts}
+
+
+def test_embed_passes_ollama_fields_through(api: httpx.Client, upstream: MockUpstream) -> None:
+    body = {
+        "model": "llama3.2:latest",
+        "input": "x",
+        "truncate": False,
+        "options": {"num_ctx": 512},
+        "keep_alive": "5m",
+        "dimensions": 3,
+    }
+    assert api.post("/api/embed", json=body).status_code == 200
+    assert upstream.requests[-1].body == body
+
+
+def test_embed_with_no_input_answers_no_vectors(api: httpx.Client, upstream: MockUpstream) -> None:
+    answer = api.post("/api/embed", json={"model": "llama3.2:latest", "input": []}).json()
+    assert answer == {"model": "llama3.2:latest", "embeddings": []}
+    assert not [r for r in upstream.requests if "embed" in r.path]
+
+
+@pytest.mark.parametrize("bad", [3, [1, 2], {"text": "x"}, ["ok", None]])
+def test_embed_refuses_input_that_is_not_text(api: httpx.Client, bad: object) -> None:
+    response = api.post("/api/embed", json={"model": "llama3.2:latest", "input": bad})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid input type"}
+
+
+def test_embed_is_metered(api: httpx.Client, member: User) -> None:
+    api.post("/api/embed", json={"model": "gpt-4o-mini", "input": ["one two", "three"]})
+    row = Generation.objects.get(user=member)
+    assert (row.door, row.model, row.status) == ("api", "gpt-4o-mini", "ok")
+    assert (row.prompt_tokens, row.completion_tokens, row.usage_source) == (3, 0, "upstream")
 
 
 @pytest.mark.parametrize(
@@ -207,6 +256,7 @@ def test_embed_is_a_clear_not_implemented(api: httpx.Client) -> None:
         ("/api/chat", {"messages": USER, "stream": False}),
         ("/api/generate", {"prompt": "x"}),
         ("/api/show", {}),
+        ("/api/embed", {"input": "x"}),
     ],
 )
 def test_an_unknown_model_is_a_404_never_streamed(api: httpx.Client, path: str, body: dict) -> None:
