@@ -25,7 +25,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.http import HttpResponseBase
@@ -74,13 +74,10 @@ async def application(scope: dict, receive: Any, send: Any) -> None:
     # path makes no query at all, and thread creation showed up in profiles. Closing the
     # response fires request_finished, which closes the request's database connection, in
     # the sync thread when there is one; most requests opened none and spare the hop.
-    if response is not None:
-        if opened:
-            await sync_to_async(response.close)()
-        else:
-            response.close()
-    elif opened:  # the client left; its generation was charged as it stopped
-        await sync_to_async(close_old_connections)()
+    if opened or _sync_thread_may_hold_one:
+        await sync_to_async(_finish)(response)
+    elif response is not None:
+        response.close()
 
 
 async def _respond(
@@ -152,16 +149,34 @@ async def _wait_for_disconnect(receive: Any) -> None:
         pass
 
 
-# Database connections belong to the sync thread, out of the event loop's sight, so the
-# request notes when one is opened on its behalf (sync_to_async carries the context over).
+# Database connections belong to the sync thread, out of the event loop's sight. A request
+# notes when one is opened on its behalf (sync_to_async carries the context over), and the
+# worker notes when one is opened at all (by a web request, a websocket, or an API call
+# that outlived its client): until a request's close finds the thread holding none, every
+# request ends in the sync thread, where request_finished closes or renews it.
 _opened_connection: ContextVar[list[bool] | None] = ContextVar("api_opened", default=None)
+_sync_thread_may_hold_one = False
 
 
 @receiver(connection_created, dispatch_uid="api.asgi.note_connection")
 def _note_connection(sender: object, **kwargs: object) -> None:
+    global _sync_thread_may_hold_one
+    _sync_thread_may_hold_one = True
     opened = _opened_connection.get()
     if opened is not None:
         opened.append(True)
+
+
+def _finish(response: HttpResponseBase | None) -> None:
+    """End the request in the sync thread: close its connections as Django's handler does."""
+    global _sync_thread_may_hold_one
+    if response is not None:
+        response.close()  # request_finished: close_old_connections
+    else:  # the client left; its generation was charged as it stopped
+        close_old_connections()
+    _sync_thread_may_hold_one = any(
+        conn.connection is not None for conn in connections.all(initialized_only=True)
+    )
 
 
 def _request_id(scope: dict) -> str:

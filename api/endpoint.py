@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import wraps
 
+import redis
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +16,11 @@ from api.auth import authenticate
 from api.errors import ApiError, body_too_large
 
 log = logging.getLogger(__name__)
+
+
+def _request_id(request: HttpRequest) -> str:
+    return getattr(request, "request_id", "?")
+
 
 View = Callable[..., Awaitable[HttpResponseBase]]
 
@@ -44,11 +50,23 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                 return error.openai_response() if openai else error.ollama_response()
             except ApiError as exc:
                 return exc.openai_response() if openai else exc.ollama_response()
+            except redis.RedisError as exc:
+                # Keys, the catalog and the meter live in Redis: without it nothing can be
+                # checked, which is worth a retry, not an internal error.
+                log.error("API request %s: Redis unavailable: %s", _request_id(request), exc)
+                error = ApiError(
+                    503,
+                    "the server's key and usage store is unavailable; retry shortly",
+                    code="service_unavailable",
+                    type="server_error",
+                    headers={"Retry-After": "5"},
+                )
+                return error.openai_response() if openai else error.ollama_response()
             except Exception:
-                log.exception("API request %s failed", getattr(request, "request_id", "?"))
+                log.exception("API request %s failed", _request_id(request))
                 error = ApiError(
                     500,
-                    f"internal error; quote request id {getattr(request, 'request_id', '?')}",
+                    f"internal error; quote request id {_request_id(request)}",
                     code="server_error",
                     type="server_error",
                 )

@@ -40,4 +40,5 @@ application = ProtocolTypeRouter(
 # Everything loaded so far (Django, the apps, the URL map, the libraries) lives as long as
 # the process: move it out of the collector's sight. A full collection scanned it all and
 # stalled the worker 50-70 ms at a time, mid-stream (bench/README.md).
+gc.collect()
 gc.freeze()

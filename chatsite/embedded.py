@@ -89,7 +89,7 @@ LISTEN_BACKLOG = 1024
 
 def daphne_endpoint(host: str, port: str | int) -> str:
     """Daphne's `-e` argument for a TCP listener on `host`:`port` with a deep backlog."""
-    interface = host.replace(":", "\\:")  # an IPv6 address, escaped for Twisted
+    interface = host.strip("[]").replace(":", "\\:")  # IPv6, unbracketed and escaped for Twisted
     return f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}"
 
 

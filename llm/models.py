@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.core.validators import URLValidator
 from django.db import models
@@ -73,8 +75,16 @@ class Connection(models.Model):
 
     @property
     def root_url(self) -> str:
-        """The base URL without a trailing slash."""
-        return self.base_url.rstrip("/")
+        """The base URL without a trailing slash, and without any user:password@ in it
+        (those go in a header, see `auth_headers`, and never into a message)."""
+        parts = urlsplit(self.base_url.rstrip("/"))
+        if parts.username is None and parts.password is None:
+            return parts.geturl()
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def allows(self, upstream_name: str) -> bool:
         """True when the allowlist (empty = everything) admits this upstream model."""
@@ -91,9 +101,16 @@ class Connection(models.Model):
         return public_name.removeprefix(self.prefix)
 
     def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate the engine to this upstream."""
+        """Headers that authenticate the engine to this upstream: its API key, or else the
+        user and password of a base URL such as OLLAMA_BASE_URL=http://user:pass@host."""
         key = self.api_key
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        if key:
+            return {"Authorization": f"Bearer {key}"}
+        parts = urlsplit(self.base_url)
+        if parts.username is None and parts.password is None:
+            return {}
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
 
 
 def _invalidate_catalog() -> None:

@@ -19,6 +19,7 @@ exceptions, `is_readable` for spotting keep-alive connections the server closed,
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 from collections.abc import Iterable
@@ -90,6 +91,16 @@ class _Protocol(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
         return data
+
+
+def _readable(transport: asyncio.BaseTransport) -> bool:
+    """Whether the socket under `transport` has something to read (or is closed)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _wake(waiter: asyncio.Future[bool] | None) -> None:
@@ -178,7 +189,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # idle in the pool: the server closed it, or sent junk
-            return bool(self._protocol.chunks) or self._protocol.eof
+            protocol = self._protocol
+            # The socket itself too: a close the loop has not yet read (a busy loop) must
+            # not send the next request down a dead connection.
+            return bool(protocol.chunks) or protocol.eof or _readable(self._transport)
         names = {
             "ssl_object": "ssl_object",
             "client_addr": "sockname",

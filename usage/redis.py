@@ -40,6 +40,11 @@ def get_async_redis() -> redis.asyncio.Redis:
             settings.REDIS_URL,
             max_connections=REDIS_CONNECTIONS,
             timeout=REDIS_WAIT_SECONDS,
+            # A Redis that stops answering fails each command within seconds instead of
+            # holding all the pool's connections for the kernel's retransmission timeout.
+            socket_timeout=REDIS_WAIT_SECONDS,
+            socket_connect_timeout=REDIS_WAIT_SECONDS,
+            health_check_interval=30,
             decode_responses=True,
             lib_name=None,
             lib_version=None,

@@ -107,3 +107,42 @@ async def test_a_request_that_used_the_database_closes_its_connection(
         status, _ = await _call_door("/api/generate", member_key, body)
     assert status == 200
     assert await sync_to_async(_sync_thread_connection)() is None
+
+
+async def test_a_connection_the_sync_thread_holds_is_closed_by_the_next_request(
+    member_key: str,
+) -> None:
+    """Whoever opened it (a web request, a websocket, a call that outlived its client),
+    a connection left in the sync thread is closed when an API request ends."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    def open_one() -> None:
+        connection.ensure_connection()
+
+    assert (await _call_door("/api/version", member_key))[0] == 200  # the key is cached now
+    await sync_to_async(open_one)()  # opened outside any API request
+    assert await sync_to_async(_sync_thread_connection)() is not None
+    assert (await _call_door("/api/version", member_key))[0] == 200  # no query of its own
+    assert await sync_to_async(_sync_thread_connection)() is None
+
+
+def test_an_unreachable_redis_is_a_503_to_retry(member_key: str) -> None:
+    import socket
+
+    from tests.live import daphne
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    try:
+        with daphne({"REDIS_URL": f"redis://127.0.0.1:{port}/0"}) as url:
+            headers = {"Authorization": f"Bearer {member_key}"}
+            ollama = httpx.get(f"{url}/api/tags", headers=headers, timeout=30)
+            openai = httpx.get(f"{url}/v1/models", headers=headers, timeout=30)
+    finally:
+        closed.close()
+    assert ollama.status_code == 503 and ollama.headers["retry-after"] == "5"
+    assert "unavailable" in ollama.json()["error"]
+    assert openai.status_code == 503
+    assert openai.json()["error"]["code"] == "service_unavailable"

@@ -73,3 +73,13 @@ def test_a_caller_s_request_id_is_echoed_only_when_it_is_a_plain_token(client: C
     )
     odd = client.get("/health", HTTP_X_REQUEST_ID="evil\x07value<script>")["x-request-id"]
     assert odd.startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("host", "interface"),
+    [("127.0.0.1", "127.0.0.1"), ("::1", "\\:\\:1"), ("[::1]", "\\:\\:1"), ("0.0.0.0", "0.0.0.0")],
+)
+def test_daphne_listens_with_a_deep_backlog_on_any_host(host: str, interface: str) -> None:
+    from chatsite.embedded import daphne_endpoint
+
+    assert daphne_endpoint(host, 8000) == f"tcp:port=8000:interface={interface}:backlog=1024"

@@ -79,3 +79,13 @@ def test_it_skips_default_connections_that_are_not_configured(settings):
     settings.OPENAI_BASE_URL = ""
     assert sync_default_connections() == "connections: no default upstream configured"
     assert not Connection.objects.exists()
+
+
+def test_credentials_in_a_base_url_become_a_header_not_part_of_any_url():
+    connection = Connection(name="x", base_url="http://ollama%40lab:s3cr%3At@10.0.0.5:11434/")
+    assert connection.root_url == "http://10.0.0.5:11434"
+    assert connection.auth_headers() == {"Authorization": "Basic b2xsYW1hQGxhYjpzM2NyOnQ="}
+    connection.api_key = KEY  # a key, when set, is what authenticates
+    assert connection.auth_headers() == {"Authorization": f"Bearer {KEY}"}
+    ipv6 = Connection(name="y", base_url="https://u:p@[fd00::5]:8443/v1")
+    assert ipv6.root_url == "https://[fd00::5]:8443/v1"

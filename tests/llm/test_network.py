@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -650,3 +651,33 @@ async def test_requests_over_a_unix_socket():
             await AsyncioBackend().connect_unix_socket(path + ".missing", timeout=1.0)
     assert first.content == second.content == b"over a unix socket"
     assert upstream.connections == 1
+
+
+async def test_an_idle_connection_the_server_closed_while_the_loop_was_busy_is_not_reused():
+    """The pool asks `is_readable` before reusing a connection: a close that arrived while
+    the loop was busy elsewhere (nothing has read it yet) must count, or the next request
+    goes down a dead socket and fails. The server runs in a thread, off the busy loop."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.05)
+            conn.close()  # an upstream's short keep-alive timeout
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        async with engine_client() as client:
+            assert (await client.get(url)).text == "ok"
+            time.sleep(0.2)  # noqa: ASYNC251 (the loop is busy while the server closes)
+            assert (await client.get(url)).text == "ok"
+    finally:
+        listener.close()
+        thread.join(2)
+    assert len(accepted) == 2

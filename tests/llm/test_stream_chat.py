@@ -270,3 +270,14 @@ async def test_it_translates_a_native_chat_for_an_openai_upstream(cloud, mock):
     assert body["response_format"] == {"type": "json_object"}
     assert (body["max_tokens"], body["temperature"], body["stop"]) == (64, 0.1, ["END"])
     assert "top_k" not in body and "keep_alive" not in body
+
+
+async def test_credentials_in_the_base_url_reach_the_upstream_as_basic_auth(mock, transactional_db):
+    from llm.models import Connection
+
+    url = mock.url.replace("http://", "http://lab:s3cret@")
+    await Connection.objects.acreate(name="basic", kind="ollama", base_url=url)
+    await collect(llm.stream_chat("llama3.2:latest", HI))
+    sent = mock.requests[-1]
+    assert sent.path == "/api/chat"
+    assert sent.headers["authorization"] == "Basic bGFiOnMzY3JldA=="
