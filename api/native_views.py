@@ -270,6 +270,7 @@ async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
             dimensions=body.get("dimensions"),
             target=target,
         ),
+        openai=False,
         prompt_estimate=prompt_estimate(*texts),
     )
     answer: dict = {"model": model, "embeddings": result.vectors}

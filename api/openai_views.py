@@ -1,8 +1,10 @@
-"""The OpenAI-compatible door: /v1/chat/completions and /v1/models."""
+"""The OpenAI-compatible door: /v1/chat/completions, /v1/embeddings and /v1/models."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -11,9 +13,10 @@ from accounts.models import ApiKey
 from api import sse
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
-from api.relay import Relay, begin, collect, find_model
+from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
 from api.sse import EVENT_STREAM, Events
 from llm.catalog import CatalogModel, list_models
+from llm.client import embed as engine_embed
 from llm.client import stream_chat
 from llm.errors import InvalidRequest, LLMError
 from llm.events import Delta, ToolCalls
@@ -143,6 +146,59 @@ async def whole(relay: Relay, model: str) -> dict:
         calls=collected.calls,
         finished=relay.finished,
     )
+
+
+@endpoint("POST", openai=True)
+async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponse:
+    """POST /v1/embeddings: floats, or base64 float32 as the openai SDKs ask by default."""
+    body = read_body(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "you must provide a model parameter", param="model")
+    texts = _embedding_input(body.get("input"))
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        message = "'encoding_format' must be 'float' or 'base64'"
+        raise ApiError(400, message, param="encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (
+        isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+    ):
+        raise ApiError(400, "'dimensions' must be a positive integer", param="dimensions")
+    target = await find_model(key, model, openai=True)
+    result = await embed_metered(
+        key,
+        target,
+        lambda: engine_embed(model, texts, dimensions=dimensions, target=target),
+        openai=True,
+        prompt_estimate=prompt_estimate(*texts),
+    )
+    data = [
+        {"object": "embedding", "index": index, "embedding": _encoded(vector, encoding)}
+        for index, vector in enumerate(result.vectors)
+    ]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return json_response({"object": "list", "data": data, "model": model, "usage": usage})
+
+
+def _embedding_input(value: object) -> list[str]:
+    """The texts to embed: a string or a non-empty array of strings (token ids can't be
+    passed on: the upstream's tokenizer is not ours)."""
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) and item for item in value):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, int | list) for item in value):
+        raise ApiError(400, "token arrays are not supported; send the text", param="input")
+    raise ApiError(
+        400, "'input' must be a non-empty string or array of non-empty strings", param="input"
+    )
+
+
+def _encoded(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 def _model(entry: CatalogModel) -> dict:

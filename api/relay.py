@@ -204,11 +204,12 @@ async def embed_metered(
     target: Target,
     call: Callable[[], Awaitable[Embedded]],
     *,
+    openai: bool,
     prompt_estimate: int,
 ) -> Embedded:
     """Admit an embeddings call, run it and charge it (its input tokens) exactly once.
 
-    Raises ApiError: 429 from the meter, the engine's errors in the native shape.
+    Raises ApiError: 429 from the meter, the engine's errors in the door's shape.
     """
     try:
         admission = await admit(
@@ -224,7 +225,7 @@ async def embed_metered(
     except BaseException as exc:
         error = exc
         if isinstance(exc, LLMError):
-            raise from_engine(exc, target.model, openai=False) from None
+            raise from_engine(exc, target.model, openai) from None
         raise
     finally:
         await admission.charge(

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/ps", native_views.ps, name="ps"),
     path("api/embed", native_views.embed, name="embed"),
     path("v1/chat/completions", openai_views.chat_completions, name="chat_completions"),
+    path("v1/embeddings", openai_views.embeddings, name="embeddings"),
     path("v1/models", openai_views.models, name="models"),
     path("v1/models/<path:model_id>", openai_views.model, name="model"),
 ]

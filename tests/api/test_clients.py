@@ -146,6 +146,20 @@ def test_openai_models_list_and_retrieve(openai_client: openai.OpenAI) -> None:
     assert openai_client.models.retrieve("llama3.2:latest").id == "llama3.2:latest"
 
 
+@pytest.mark.parametrize("model", ["llama3.2:latest", "gpt-4o-mini"])
+def test_openai_embeddings_from_either_kind_of_upstream(
+    openai_client: openai.OpenAI, model: str
+) -> None:
+    # The SDK asks for base64 unless told otherwise, and decodes it itself.
+    answer = openai_client.embeddings.create(model=model, input=["a", "bbbbbbbbbbbbbbbbbbbb"])
+    assert [item.index for item in answer.data] == [0, 1]
+    assert answer.data[0].embedding == pytest.approx([0.1, 0.5, -0.25])
+    assert answer.data[1].embedding == pytest.approx([2.0, 0.5, -0.25])
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens == 2
+    floats = openai_client.embeddings.create(model=model, input="x", encoding_format="float")
+    assert floats.data[0].embedding == [0.1, 0.5, -0.25]
+
+
 def test_openai_errors_are_typed(openai_client: openai.OpenAI, upstream: MockUpstream) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         openai_client.chat.completions.create(model="nope", messages=USER)

@@ -39,6 +39,10 @@ def test_the_openai_node_sdk_works_unmodified(
     assert seen["streamed"]["content"] == "Hi there, friend."
     usage = seen["streamed"]["usage"]
     assert usage["prompt_tokens"] + usage["completion_tokens"] == usage["total_tokens"]
+    assert seen["embeddings"] == [
+        pytest.approx([0.1, 0.5, -0.25]),
+        pytest.approx([2.0, 0.5, -0.25]),
+    ]
     assert "llama3.2:latest" in seen["models"] and "gpt-4o-mini" in seen["models"]
     assert seen["missing"]["status"] == 404
     assert seen["missing"]["code"] == "model_not_found"

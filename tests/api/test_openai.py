@@ -373,3 +373,39 @@ def test_native_requests_are_translated_for_an_openai_upstream(
     assert sent["max_tokens"] == 9 and sent["stop"] == ["x"]
     parts = sent["messages"][0]["content"]
     assert parts[1]["image_url"]["url"] == f"data:image/png;base64,{image}"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "gpt-4o-mini"}, "input"),
+        ({"model": "gpt-4o-mini", "input": ""}, "input"),
+        ({"model": "gpt-4o-mini", "input": [1, 2, 3]}, "input"),
+        ({"model": "gpt-4o-mini", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "gpt-4o-mini", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"input": "x"}, "model"),
+    ],
+)
+def test_embeddings_refuse_what_they_cannot_embed(
+    api: httpx.Client, body: dict, param: str
+) -> None:
+    response = api.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+def test_embeddings_of_an_unknown_model_are_a_404(api: httpx.Client) -> None:
+    response = api.post("/v1/embeddings", json={"model": "nope", "input": "x"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_embeddings_answer_floats_in_input_order(api: httpx.Client, upstream: MockUpstream) -> None:
+    response = api.post(
+        "/v1/embeddings", json={"model": "gpt-4o-mini", "input": ["a", "ccc"], "dimensions": 3}
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["object"] == "list" and answer["model"] == "gpt-4o-mini"
+    assert [d["embedding"] for d in answer["data"]] == [[0.1, 0.5, -0.25], [0.3, 0.5, -0.25]]
+    assert upstream.requests[-1].body["dimensions"] == 3

@@ -24,6 +24,10 @@ for await (const chunk of stream) {
 }
 result.streamed = { content: pieces.join(""), usage };
 
+// The SDK asks for base64 float32 unless told otherwise, and decodes it itself.
+const embedded = await client.embeddings.create({ model, input: ["a", "bbbbbbbbbbbbbbbbbbbb"] });
+result.embeddings = embedded.data.map((item) => item.embedding);
+
 result.models = [];
 for await (const item of client.models.list()) result.models.push(item.id);
 
