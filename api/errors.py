@@ -141,6 +141,8 @@ def from_engine(exc: LLMError, model: str, openai: bool) -> ApiError:
         # The upstream's own client errors are the caller's to fix; its 401/403 and 5xx
         # are ours (a bad connection key, a crashed server), hence a gateway error.
         status = exc.status if 400 <= exc.status < 500 and exc.status not in (401, 403) else 502
+        if exc.status == 501:  # Ollama: "this model does not support embeddings", and the like
+            status = 400
         prefix = "" if status < 500 else f"model '{model}' failed: "
         return ApiError(
             status, prefix + exc.message, code=None if status < 500 else "upstream_error"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import ApiKey
-from api import sse
+from api import sse, validation
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
 from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
@@ -156,7 +156,8 @@ async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponse:
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", param="model")
     texts = _embedding_input(body.get("input"))
-    encoding = body.get("encoding_format") or "float"
+    encoding = body.get("encoding_format")
+    encoding = "float" if encoding is None else encoding
     if encoding not in ("float", "base64"):
         message = "'encoding_format' must be 'float' or 'base64'"
         raise ApiError(400, message, param="encoding_format")
@@ -187,6 +188,9 @@ def _embedding_input(value: object) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     if isinstance(value, list) and value and all(isinstance(item, str) and item for item in value):
+        if len(value) > validation.EMBED_MAX_INPUTS:
+            limit = validation.EMBED_MAX_INPUTS
+            raise ApiError(400, f"'input' may hold at most {limit} strings", param="input")
         return value
     if isinstance(value, list) and value and all(isinstance(item, int | list) for item in value):
         raise ApiError(400, "token arrays are not supported; send the text", param="input")

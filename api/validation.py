@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from api.errors import ApiError
 
 THINK_LEVELS = ("low", "medium", "high", "max")
+EMBED_MAX_INPUTS = 2048  # as OpenAI's embeddings API
 _DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
 
 # field -> (kind, Go type named in the message)
@@ -247,6 +248,9 @@ def check_embed_input(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if len(value) > EMBED_MAX_INPUTS:
+            message = f"at most {EMBED_MAX_INPUTS} inputs per request, got {len(value)}"
+            raise ApiError(400, message, param="input")
         return value
     raise ApiError(400, "invalid input type", param="input")
 

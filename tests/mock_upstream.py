@@ -123,6 +123,8 @@ class MockUpstream:
         self.ollama_models = list(OLLAMA_MODELS if ollama_models is None else ollama_models)
         self.openai_models = list(OPENAI_MODELS if openai_models is None else openai_models)
         self.api_key = api_key  # required as a Bearer token on /v1/* when set
+        # Models that refuse embeddings, as chat-only models do (Ollama answers 501).
+        self.chat_only: set[str] = set()
         self.requests: list[Received] = []
         self.streams: list[StreamRecord] = []
         self.defaults = Script()
@@ -209,6 +211,7 @@ class MockUpstream:
         """Forget scripts, requests and streams (the model lists and key stay)."""
         self.defaults = Script()
         self.per_model.clear()
+        self.chat_only.clear()
         self.requests.clear()
         self.streams.clear()
 
@@ -408,6 +411,9 @@ class MockUpstream:
         if not self._knows(body.get("model", "")):
             self._send_json(writer, 404, {"error": f"model '{body.get('model', '')}' not found"})
             return
+        if body["model"] in self.chat_only:
+            self._send_json(writer, 501, {"error": "this model does not support embeddings"})
+            return
         inputs = body.get("input", "")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         vectors = [_vector(text) for text in inputs]
@@ -431,6 +437,12 @@ class MockUpstream:
                 f"The model `{model}` does not exist", "invalid_request_error", "model_not_found"
             )
             self._send_json(writer, 404, error)
+            return
+        if model in self.chat_only:
+            error = _openai_error(
+                "This model does not support embeddings.", "invalid_request_error", None
+            )
+            self._send_json(writer, 400, error)
             return
         inputs = body.get("input", "")
         inputs = [inputs] if isinstance(inputs, str) else inputs

@@ -28,6 +28,7 @@ from llm.http import USER_AGENT, chunk_timeout, connect_timeout, first_byte_time
 from llm.tokens import estimate_tokens
 
 MAX_ERROR_BODY = 64 * 1024
+EMBED_MAX_ANSWER = 256 * 2**20  # 2,048 inputs of 4,096 floats as JSON stay well under it
 MAX_MESSAGE = 500
 
 
@@ -53,6 +54,7 @@ class UpstreamCall:
     stream: bool
     parser: Parser
     extra: dict[str, Any] = field(default_factory=dict)
+    max_body: int = 2**31  # bytes of a whole (not streamed) answer
 
 
 def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -176,13 +178,16 @@ async def run_call(call: UpstreamCall) -> AsyncIterator[Event]:
 
 async def _whole_json(response: httpx.Response, call: UpstreamCall) -> Any:
     try:
-        raw = await _read_body(response, 2**31)
+        raw = await _read_body(response, call.max_body)
     except (TimeoutError, httpx.ReadTimeout):
         raise call.parser.interrupted(
             f"no data from {call.url} for {chunk_timeout():g} s"
         ) from None
     except httpx.HTTPError as exc:
         raise call.parser.interrupted(describe(exc)) from None
+    if len(raw) >= call.max_body:
+        limit = call.max_body // 2**20
+        raise UpstreamError(502, f"{call.url} sent an answer over {limit} MiB")
     try:
         return json.loads(raw)
     except ValueError:
@@ -235,15 +240,15 @@ class EmbedParser:
         if "error" in data:
             raise UpstreamError(500, error_message(data))
         vectors, prompt_tokens, timings = self.read(data)
-        if not (
-            isinstance(vectors, list)
-            and len(vectors) == len(self.inputs)
-            and all(isinstance(vector, list) for vector in vectors)
-        ):
+        if not (isinstance(vectors, list) and len(vectors) == len(self.inputs)):
             count = len(vectors) if isinstance(vectors, list) else 0
             raise UpstreamError(
                 502, f"the upstream sent {count} embeddings for {len(self.inputs)} inputs"
             )
+        if not all(isinstance(vector, list) and _numbers(vector) for vector in vectors):
+            raise UpstreamError(502, "the upstream sent an embedding that is not numbers")
+        if not prompt_tokens and any(self.inputs):  # 0 for real text: not counted
+            prompt_tokens = None
         if prompt_tokens is None:
             estimate = sum(estimate_tokens(text) for text in self.inputs)
             return [Embedded(vectors, estimate, "estimated", timings)]
@@ -251,3 +256,11 @@ class EmbedParser:
 
     def interrupted(self, reason: str) -> UpstreamInterrupted:
         return UpstreamInterrupted("", reason)
+
+
+def _numbers(vector: list) -> bool:
+    """Every element a finite float32-sized number (no bools, no nulls)."""
+    return all(
+        type(x) in (int, float) and -3.4e38 <= x <= 3.4e38  # NaN compares false: refused
+        for x in vector
+    )

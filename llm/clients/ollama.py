@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from llm.clients.base import (
+    EMBED_MAX_ANSWER,
     EmbedParser,
     EmbedReading,
     TurnState,
@@ -83,7 +84,9 @@ def embed_call(
     body = _with_optional({"model": upstream_model, "input": input}, **fields)
     inputs = [input] if isinstance(input, str) else input
     parser = EmbedParser(inputs, _embed_reading)
-    return UpstreamCall(f"{url}/api/embed", body, headers, model, False, parser)  # type: ignore[arg-type]
+    call = UpstreamCall(f"{url}/api/embed", body, headers, model, False, parser)  # type: ignore[arg-type]
+    call.max_body = EMBED_MAX_ANSWER
+    return call
 
 
 def _embed_reading(data: dict) -> EmbedReading:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from llm.clients.base import (
+    EMBED_MAX_ANSWER,
     EmbedParser,
     EmbedReading,
     TurnState,
@@ -94,17 +95,19 @@ def embed_call(
     equivalent; `truncate`, `options` and `keep_alive` are dropped."""
     inputs = [input] if isinstance(input, str) else input
     body: dict[str, Any] = {"model": upstream_model, "input": inputs, "encoding_format": "float"}
-    if fields.get("dimensions") is not None:
+    if fields.get("dimensions"):  # Ollama's 0 means "the model's own"; OpenAI refuses 0
         body["dimensions"] = fields["dimensions"]
     parser = EmbedParser(inputs, _embed_reading)
-    return UpstreamCall(f"{url}/embeddings", body, headers, model, False, parser)  # type: ignore[arg-type]
+    call = UpstreamCall(f"{url}/embeddings", body, headers, model, False, parser)  # type: ignore[arg-type]
+    call.max_body = EMBED_MAX_ANSWER
+    return call
 
 
 def _embed_reading(data: dict) -> EmbedReading:
     items = data.get("data")
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         return None, None, Timings()
-    ordered = sorted(items, key=lambda item: item.get("index", 0))
+    ordered = sorted(items, key=lambda item: _int(item.get("index")) or 0)
     usage = data.get("usage") or {}
     prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     prompt = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else None
@@ -283,3 +286,7 @@ class OpenAIParser(TurnState):
             timings=timings,
             usage_source="upstream" if reported else "estimated",
         )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -381,3 +381,20 @@ def test_wrong_method_is_405_in_the_protocol_shape(api: httpx.Client) -> None:
     assert response.status_code == 405
     assert "error" in response.json()
     assert json.loads(api.head("/api/tags").headers.get("content-length", "1")) >= 0
+
+
+@pytest.mark.parametrize("model", ["llama3.2:latest", "gpt-4o-mini"])
+def test_embed_with_a_model_that_cannot_embed_is_the_callers_400(
+    api: httpx.Client, upstream: MockUpstream, model: str
+) -> None:
+    upstream.chat_only.add(model)
+    response = api.post("/api/embed", json={"model": model, "input": "x"})
+    assert response.status_code == 400  # not a 5xx that clients would retry
+    assert "does not support embeddings" in response.json()["error"]
+
+
+def test_embed_takes_at_most_2048_inputs(api: httpx.Client, upstream: MockUpstream) -> None:
+    response = api.post("/api/embed", json={"model": "llama3.2:latest", "input": ["x"] * 2049})
+    assert response.status_code == 400
+    assert "2048" in response.json()["error"]
+    assert not [r for r in upstream.requests if "embed" in r.path]

@@ -409,3 +409,18 @@ def test_embeddings_answer_floats_in_input_order(api: httpx.Client, upstream: Mo
     assert answer["object"] == "list" and answer["model"] == "gpt-4o-mini"
     assert [d["embedding"] for d in answer["data"]] == [[0.1, 0.5, -0.25], [0.3, 0.5, -0.25]]
     assert upstream.requests[-1].body["dimensions"] == 3
+
+
+def test_embeddings_take_at_most_2048_inputs(api: httpx.Client) -> None:
+    response = api.post("/v1/embeddings", json={"model": "gpt-4o-mini", "input": ["x"] * 2049})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+
+
+def test_embeddings_of_a_model_that_cannot_embed_are_a_400(
+    api: httpx.Client, upstream: MockUpstream
+) -> None:
+    upstream.chat_only.add("llama3.2:latest")
+    response = api.post("/v1/embeddings", json={"model": "llama3.2:latest", "input": "x"})
+    assert response.status_code == 400
+    assert "does not support embeddings" in response.json()["error"]["message"]

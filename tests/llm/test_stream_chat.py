@@ -281,3 +281,33 @@ async def test_credentials_in_the_base_url_reach_the_upstream_as_basic_auth(mock
     sent = mock.requests[-1]
     assert sent.path == "/api/chat"
     assert sent.headers["authorization"] == "Basic bGFiOnMzY3JldA=="
+
+
+def test_an_embeddings_answer_is_checked_before_it_is_passed_on():
+    from llm.clients import openai
+    from llm.clients.base import EmbedParser
+    from llm.errors import UpstreamError
+
+    parser = EmbedParser(["a", "b"], openai._embed_reading)
+    items = [{"index": None, "embedding": [1.0]}, {"index": 1, "embedding": [2.0]}]
+    (event,) = parser.whole({"data": items, "usage": {"prompt_tokens": 0}})
+    assert event.vectors == [[1.0], [2.0]]
+    assert event.usage_source == "estimated"  # 0 tokens for real text is not a count
+    for vector in ([1e39], [None], [True], ["1"]):
+        data = {"data": [{"index": 0, "embedding": vector}, {"index": 1, "embedding": [1]}]}
+        with pytest.raises(UpstreamError):
+            parser.whole(data)
+    with pytest.raises(UpstreamError, match="1 embeddings for 2 inputs"):
+        parser.whole({"data": [{"index": 0, "embedding": [1.0]}]})
+
+
+async def test_a_whole_answer_over_its_limit_is_refused_not_held(mock):
+    from llm.clients import ollama
+    from llm.clients.base import run_call
+    from llm.errors import UpstreamError
+
+    call = ollama.embed_call(mock.url, {}, "llama3.2:latest", "llama3.2:latest", ["x"] * 50)
+    assert call.max_body == 256 * 2**20  # embeddings: 256 MiB at most
+    call.max_body = 1000  # this answer is about 1.5 kB
+    with pytest.raises(UpstreamError, match="sent an answer over"):
+        await collect(run_call(call))
