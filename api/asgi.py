@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -64,17 +63,15 @@ async def application(scope: dict, receive: Any, send: Any) -> None:
     except BodyTooLarge:
         await _send(_error_response(body_too_large(), openai), send, request_id)
         return
-    opened: list[bool] = []
-    _opened_connection.set(opened)
     request = ASGIRequest(scope, io.BytesIO(body))
     request.request_id = request_id
     response = await _respond(request, receive, send, openai)
     # The ORM work of API views (a key missing from the cache, the ledger row) runs in the
     # one shared sync thread, not a new thread per request as in Django's handler: the hot
     # path makes no query at all, and thread creation showed up in profiles. Closing the
-    # response fires request_finished, which closes the request's database connection, in
-    # the sync thread when there is one; most requests opened none and spare the hop.
-    if opened or _sync_thread_may_hold_one:
+    # response fires request_finished, which closes database connections: in the sync
+    # thread while it may hold one, else here, sparing most requests the hop.
+    if _sync_thread_may_hold_one:
         await sync_to_async(_finish)(response)
     elif response is not None:
         response.close()
@@ -149,12 +146,10 @@ async def _wait_for_disconnect(receive: Any) -> None:
         pass
 
 
-# Database connections belong to the sync thread, out of the event loop's sight. A request
-# notes when one is opened on its behalf (sync_to_async carries the context over), and the
-# worker notes when one is opened at all (by a web request, a websocket, or an API call
-# that outlived its client): until a request's close finds the thread holding none, every
-# request ends in the sync thread, where request_finished closes or renews it.
-_opened_connection: ContextVar[list[bool] | None] = ContextVar("api_opened", default=None)
+# Database connections belong to the sync thread, out of the event loop's sight, so the
+# worker notes whenever one is opened, whoever opened it (this request, a web request, a
+# websocket, an API call that outlived its client): until a request's end finds the thread
+# holding none, every request ends in the sync thread, where request_finished closes it.
 _sync_thread_may_hold_one = False
 
 
@@ -162,9 +157,6 @@ _sync_thread_may_hold_one = False
 def _note_connection(sender: object, **kwargs: object) -> None:
     global _sync_thread_may_hold_one
     _sync_thread_may_hold_one = True
-    opened = _opened_connection.get()
-    if opened is not None:
-        opened.append(True)
 
 
 def _finish(response: HttpResponseBase | None) -> None:
