@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             max_keepalive_connections=_share(limits.max_keepalive_connections, shards),
             keepalive_expiry=limits.keepalive_expiry,
         )
-        self._pools = [upstream_transport(per_shard) for _ in range(shards)]
+        ssl_context = httpx.create_ssl_context()  # loading the CA bundle takes a while: once
+        self._pools = [upstream_transport(per_shard, ssl_context) for _ in range(shards)]
         self._next = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -43,13 +45,16 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-def upstream_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def upstream_transport(
+    limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
     """httpx's transport over a connection pool whose sockets are `llm.network`'s."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+    ssl_context = ssl_context or httpx.create_ssl_context()
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=ssl_context)
     # httpx takes no network backend, so its pool is swapped for one built the same way
     # (httpx 0.28's `AsyncHTTPTransport.__init__`, no proxy; pinned <0.29, tested).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
