@@ -220,6 +220,24 @@ class TurnState:
 EmbedReading = tuple[Any, int | None, Timings]
 
 
+def int_or_none(value: Any) -> int | None:
+    """`value` if it is a JSON integer (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def embed_texts(input: str | list[str]) -> list[str]:
+    """The texts of an embeddings input: one string or a list of them."""
+    return [input] if isinstance(input, str) else input
+
+
+def embed_call(
+    url: str, body: dict, headers: dict[str, str], model: str, input: str | list[str], read: Any
+) -> UpstreamCall:
+    """A (never streamed) embeddings call, its answer bounded, interpreted by `read`."""
+    parser = EmbedParser(embed_texts(input), read)
+    return UpstreamCall(url, body, headers, model, False, parser, max_body=EMBED_MAX_ANSWER)  # type: ignore[arg-type]
+
+
 class EmbedParser:
     """One embeddings response (never streamed) into one `Embedded` event."""
 

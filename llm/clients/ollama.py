@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 from llm.clients.base import (
-    EMBED_MAX_ANSWER,
-    EmbedParser,
     EmbedReading,
     TurnState,
     UpstreamCall,
     error_message,
     truncate,
 )
+from llm.clients.base import embed_call as base_embed_call
+from llm.clients.base import int_or_none as _int
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
 from llm.translate import new_call_id
@@ -82,11 +82,7 @@ def embed_call(
 ) -> UpstreamCall:
     """A POST /api/embed call; `input` and the optional `fields` pass through as supplied."""
     body = _with_optional({"model": upstream_model, "input": input}, **fields)
-    inputs = [input] if isinstance(input, str) else input
-    parser = EmbedParser(inputs, _embed_reading)
-    call = UpstreamCall(f"{url}/api/embed", body, headers, model, False, parser)  # type: ignore[arg-type]
-    call.max_body = EMBED_MAX_ANSWER
-    return call
+    return base_embed_call(f"{url}/api/embed", body, headers, model, input, _embed_reading)
 
 
 def _embed_reading(data: dict) -> EmbedReading:
@@ -196,7 +192,3 @@ def _tool_call(call: dict) -> ToolCall:
         name=function.get("name") or "",
         arguments=arguments if isinstance(arguments, dict) else {},
     )
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -7,14 +7,15 @@ import time
 from typing import Any
 
 from llm.clients.base import (
-    EMBED_MAX_ANSWER,
-    EmbedParser,
     EmbedReading,
     TurnState,
     UpstreamCall,
+    embed_texts,
     error_message,
     truncate,
 )
+from llm.clients.base import embed_call as base_embed_call
+from llm.clients.base import int_or_none as _int
 from llm.errors import InvalidRequest, UpstreamError
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
@@ -93,14 +94,11 @@ def embed_call(
 ) -> UpstreamCall:
     """A POST /embeddings call. Of Ollama's optional fields only `dimensions` has an
     equivalent; `truncate`, `options` and `keep_alive` are dropped."""
-    inputs = [input] if isinstance(input, str) else input
-    body: dict[str, Any] = {"model": upstream_model, "input": inputs, "encoding_format": "float"}
+    texts = embed_texts(input)
+    body: dict[str, Any] = {"model": upstream_model, "input": texts, "encoding_format": "float"}
     if fields.get("dimensions"):  # Ollama's 0 means "the model's own"; OpenAI refuses 0
         body["dimensions"] = fields["dimensions"]
-    parser = EmbedParser(inputs, _embed_reading)
-    call = UpstreamCall(f"{url}/embeddings", body, headers, model, False, parser)  # type: ignore[arg-type]
-    call.max_body = EMBED_MAX_ANSWER
-    return call
+    return base_embed_call(f"{url}/embeddings", body, headers, model, texts, _embed_reading)
 
 
 def _embed_reading(data: dict) -> EmbedReading:
@@ -109,8 +107,7 @@ def _embed_reading(data: dict) -> EmbedReading:
         return None, None, Timings()
     ordered = sorted(items, key=lambda item: _int(item.get("index")) or 0)
     usage = data.get("usage") or {}
-    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    prompt = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else None
+    prompt = _int(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
     return [item.get("embedding") for item in ordered], prompt, Timings()
 
 
@@ -286,7 +283,3 @@ class OpenAIParser(TurnState):
             timings=timings,
             usage_source="upstream" if reported else "estimated",
         )
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
