@@ -165,6 +165,16 @@ async def find_model(key: ApiKey, name: str, *, openai: bool) -> Target:
         raise model_not_found(name, openai) from None
 
 
+async def _admit(key: ApiKey, prompt_estimate: int) -> Admission:
+    """The meter's admission of an API call; a 429 ApiError when it refuses."""
+    try:
+        return await admit(
+            key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
+        )
+    except Refused as exc:
+        raise from_refusal(exc) from None
+
+
 async def begin(
     key: ApiKey,
     target: Target,
@@ -178,12 +188,7 @@ async def begin(
     Raises ApiError (429 from the meter, 4xx/5xx from the engine) before any byte is sent.
     """
     clock = Clock()
-    try:
-        admission = await admit(
-            key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
-        )
-    except Refused as exc:
-        raise from_refusal(exc) from None
+    admission = await _admit(key, prompt_estimate)
     relay = Relay(
         admission,
         events(),
@@ -211,12 +216,7 @@ async def embed_metered(
 
     Raises ApiError: 429 from the meter, the engine's errors in the door's shape.
     """
-    try:
-        admission = await admit(
-            key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
-        )
-    except Refused as exc:
-        raise from_refusal(exc) from None
+    admission = await _admit(key, prompt_estimate)
     result: Embedded | None = None
     error: BaseException | None = None
     try:
