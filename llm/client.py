@@ -8,15 +8,16 @@ upstream response is closed at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from llm import catalog
 from llm.catalog import CatalogModel
 from llm.clients import ollama, openai
-from llm.clients.base import run_call
+from llm.clients.base import UpstreamCall, run_call
 from llm.errors import LLMError, ModelNotFound, UpstreamError
 from llm.events import Embedded, Event
 from llm.models import Connection
@@ -45,6 +46,16 @@ async def find_target(model: str) -> Target:
     return Target(model, entry.upstream_name, connection, entry)
 
 
+def _upstream_call(
+    build: Callable[..., UpstreamCall], target: Target, model: str, payload: Any, **fields: Any
+) -> UpstreamCall:
+    """`build` (a protocol's chat, generate or embed call) addressed to `target`."""
+    connection = target.connection
+    return build(
+        connection.root_url, _headers(connection), model, target.upstream_model, payload, **fields
+    )
+
+
 def _headers(connection: Connection) -> dict[str, str]:
     try:
         return connection.auth_headers()
@@ -69,12 +80,10 @@ async def stream_chat(
     A caller that has already looked the model up passes its `target` to skip doing it twice.
     """
     target = target or await find_target(model)
-    connection = target.connection
-    call = target.protocol.chat_call(
-        connection.root_url,
-        _headers(connection),
+    call = _upstream_call(
+        target.protocol.chat_call,
+        target,
         model,
-        target.upstream_model,
         messages,
         options=options,
         tools=tools,
@@ -107,12 +116,10 @@ async def generate(
 ) -> AsyncIterator[Event]:
     """Complete `prompt` with `model` (on an OpenAI upstream: a system + user chat)."""
     target = target or await find_target(model)
-    connection = target.connection
-    call = target.protocol.generate_call(
-        connection.root_url,
-        _headers(connection),
+    call = _upstream_call(
+        target.protocol.generate_call,
+        target,
         model,
-        target.upstream_model,
         prompt,
         suffix=suffix,
         system=system,
@@ -143,12 +150,10 @@ async def embed(
 ) -> Embedded:
     """The embedding vectors of `input` (one per string, in order) from `model`."""
     target = target or await find_target(model)
-    connection = target.connection
-    call = target.protocol.embed_call(
-        connection.root_url,
-        _headers(connection),
+    call = _upstream_call(
+        target.protocol.embed_call,
+        target,
         model,
-        target.upstream_model,
         input,
         truncate=truncate,
         options=options,
