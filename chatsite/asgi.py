@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from api import asgi as api_asgi  # noqa: E402
 from chatsite.websocket import SameOriginValidator  # noqa: E402
+from conversations import recovery  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -28,7 +29,7 @@ async def http_application(scope: dict, receive: object, send: object) -> None:
         await django_asgi_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": http_application,
         "websocket": AllowedHostsOriginValidator(
@@ -36,6 +37,12 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+async def application(scope: dict, receive: object, send: object) -> None:
+    """The site, with this worker's sweeper for replies of dead workers running."""
+    recovery.ensure_sweeping()
+    await router(scope, receive, send)
 
 # Everything loaded so far (Django, the apps, the URL map, the libraries) lives as long as
 # the process: move it out of the collector's sight. A full collection scanned it all and

@@ -199,6 +199,9 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# Every worker looks for replies whose worker died (conversations/recovery.py).
+ORPHAN_SWEEP = env_bool("ORPHAN_SWEEP", True)
+
 # A generation holds a concurrency slot for at most this long (a worker that died mid-reply
 # cannot keep its owner's slot beyond it).
 USAGE_SLOT_SECONDS = int(os.environ.get("USAGE_SLOT_SECONDS", "3600"))

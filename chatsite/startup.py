@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conversations.services import mark_orphaned_replies
+from conversations.recovery import mark_orphaned_replies
 from llm.services import sync_default_connections
 
 

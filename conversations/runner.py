@@ -530,21 +530,34 @@ class _Keeper:
         self.runners.discard(runner)
 
     async def _run(self) -> None:
+        checkpointing: asyncio.Task[None] | None = None
         while self.runners:
             await asyncio.sleep(CHECKPOINT_INTERVAL)
             runners = list(self.runners)
             try:
                 await snapshots.beat_many([r.reply.pk for r in runners])
-                changed = []
-                for r in runners:
-                    text = r.text
-                    if len(text) != r.checkpointed_length:
-                        changed.append((r.reply.pk, text))
-                        r.checkpointed_length = len(text)
-                if changed:
-                    await database_sync_to_async(services.checkpoint_many)(changed)
             except Exception:
-                log.exception("checkpoint failed")
+                log.warning("heartbeat failed", exc_info=True)
+            # A slow database must not hold up the heartbeat: other workers would take
+            # these replies for dead.
+            if checkpointing is None or checkpointing.done():
+                checkpointing = asyncio.ensure_future(self._checkpoint(runners))
+
+    @staticmethod
+    async def _checkpoint(runners: list[ReplyRunner]) -> None:
+        texts = {r: r.text for r in runners}
+        changed = {r: text for r, text in texts.items() if len(text) != r.checkpointed_length}
+        if not changed:
+            return
+        try:
+            await database_sync_to_async(services.checkpoint_many)(
+                [(r.reply.pk, text) for r, text in changed.items()]
+            )
+        except Exception:
+            log.exception("checkpoint failed")
+            return
+        for r, text in changed.items():
+            r.checkpointed_length = len(text)
 
 
 _keepers: dict[int, _Keeper] = {}

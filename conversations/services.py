@@ -9,7 +9,6 @@ from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
-from conversations import snapshots
 from conversations.markdown import render_markdown
 from conversations.models import Conversation, Message
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
@@ -248,10 +247,18 @@ def checkpoint_many(texts: list[tuple[int, str]]) -> None:
         )
 
 
-def interrupt_reply(reply: Message, text: str | None = None) -> Message:
+def interrupt_reply(reply: Message, text: str | None = None) -> Message | None:
     """Mark a reply whose runner is gone as interrupted, keeping the best text known, and
-    charge what it is estimated to have cost."""
+    charge what it is estimated to have cost.
+
+    None when the reply was no longer streaming: another worker (or its runner) settled it.
+    """
     content = text if text is not None and len(text) >= len(reply.content) else reply.content
+    claimed = Message.objects.filter(pk=reply.pk, status=Message.Status.STREAMING).update(
+        status=Message.Status.INTERRUPTED
+    )
+    if not claimed:
+        return None
     finished = finish_reply(
         reply,
         content=content,
@@ -267,22 +274,6 @@ def interrupt_reply(reply: Message, text: str | None = None) -> Message:
         started_at=reply.created_at,
     )
     return finished
-
-
-def mark_orphaned_replies() -> str:
-    """At start-up: replies left streaming by a worker that died become interrupted.
-
-    Several workers may start while others run: a reply whose runner still refreshes its
-    heartbeat in Redis is left alone.
-    """
-    count = 0
-    for reply in Message.objects.filter(status=Message.Status.STREAMING):
-        if snapshots.is_alive(reply.pk):
-            continue
-        snapshot = snapshots.read_sync(reply.pk)
-        interrupt_reply(reply, snapshot.text if snapshot else None)
-        count += 1
-    return f"Marked {count} orphaned replies as interrupted." if count else ""
 
 
 def rename(conversation: Conversation, title: str) -> None:

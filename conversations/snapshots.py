@@ -6,8 +6,8 @@ reads the snapshot therefore misses nothing and can drop every update with seq <
 snapshot's. `write_many` does this for all of a worker's replies in one round trip, and
 when it is given the Redis pub/sub channel of the reply's group (the pub/sub channel layer
 on this same Redis), publishes the update in the same script: snapshot and frame go out
-together or not at all. A heartbeat key, refreshed every second by the runner, tells the
-start-up sweep which `streaming` rows have lost their worker.
+together or not at all. A heartbeat key, refreshed every second by the runner's worker,
+tells the sweepers of `recovery` which `streaming` rows have lost their worker.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ DONE = "done"
 # while it waits for a slow upstream, so it is refreshed with the heartbeat too.
 TTL = 600
 DONE_TTL = 120
-HEARTBEAT_TTL = 10
+# The heartbeat, refreshed every second, outlives a stall of the runner's loop of a few
+# seconds; a worker that died is noticed soon after it lapses (see `recovery`).
+HEARTBEAT_TTL = 4
 
 
 def _text_key(reply_id: int) -> str:
@@ -187,6 +189,16 @@ def read_sync(reply_id: int) -> Snapshot | None:
 async def is_alive_async(reply_id: int) -> bool:
     """True while the reply's runner refreshes its heartbeat."""
     return bool(await get_async_redis().exists(_beat_key(reply_id)))
+
+
+async def alive_many(reply_ids: list[int]) -> list[bool]:
+    """For each reply, whether its runner refreshes its heartbeat (one round trip)."""
+    if not reply_ids:
+        return []
+    pipe = get_async_redis().pipeline(transaction=False)
+    for reply_id in reply_ids:
+        pipe.exists(_beat_key(reply_id))
+    return [bool(found) for found in await pipe.execute()]
 
 
 def is_alive(reply_id: int) -> bool:

@@ -49,4 +49,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# In-process tests run sweeps themselves; the Daphne processes they start sweep on their own.
+ORPHAN_SWEEP = False
 STATIC_ROOT.mkdir(exist_ok=True)  # noqa: F405

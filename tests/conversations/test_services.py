@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.http import Http404
+from django.utils import timezone
 
 from accounts.models import User
-from conversations import services, snapshots
+from conversations import recovery, services, snapshots
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from usage.models import Generation
@@ -16,15 +19,20 @@ pytestmark = pytest.mark.django_db
 
 
 def streaming_reply(owner: User, content: str = "partial") -> Message:
+    """A reply left streaming a minute ago (older than any first heartbeat)."""
     conversation = Conversation.objects.create(owner=owner, model="m")
     return Message.objects.create(
-        conversation=conversation, role="assistant", status="streaming", content=content
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content=content,
+        created_at=timezone.now() - timedelta(minutes=1),
     )
 
 
 def test_orphaned_replies_are_marked_interrupted_with_their_last_checkpoint(member: User) -> None:
     reply = streaming_reply(member, "half an ans")
-    report = services.mark_orphaned_replies()
+    report = recovery.mark_orphaned_replies()
     reply.refresh_from_db()
     assert reply.status == Message.Status.INTERRUPTED
     assert reply.content == "half an ans"
@@ -43,7 +51,7 @@ def test_orphaned_replies_are_marked_interrupted_with_their_last_checkpoint(memb
 def test_a_reply_whose_runner_is_alive_on_another_worker_is_left_alone(member: User) -> None:
     reply = streaming_reply(member)
     async_to_sync(snapshots.start)(reply.pk)
-    assert services.mark_orphaned_replies() == ""
+    assert recovery.mark_orphaned_replies() == ""
     reply.refresh_from_db()
     assert reply.status == Message.Status.STREAMING
 
@@ -55,7 +63,7 @@ def test_the_snapshot_is_used_when_it_is_newer_than_the_checkpoint(member: User)
     from usage.redis import get_redis
 
     get_redis().delete(f"chat:reply:{reply.pk}:beat")
-    services.mark_orphaned_replies()
+    recovery.mark_orphaned_replies()
     reply.refresh_from_db()
     assert reply.content == "half and more"
 
