@@ -194,7 +194,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No key reaches a log line, whoever logs it (a key sent in a URL's query string).
+    "filters": {"redact_secrets": {"()": "chatsite.redaction.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
@@ -202,9 +210,9 @@ LOGGING = {
 # Every worker looks for replies whose worker died (conversations/recovery.py).
 ORPHAN_SWEEP = env_bool("ORPHAN_SWEEP", True)
 
-# A generation holds a concurrency slot for at most this long (a worker that died mid-reply
-# cannot keep its owner's slot beyond it).
-USAGE_SLOT_SECONDS = int(os.environ.get("USAGE_SLOT_SECONDS", "3600"))
+# A generation's concurrency slot and token reservation are a lease of this many seconds,
+# renewed by its worker while it runs: a worker that died frees them within one lease.
+USAGE_SLOT_LEASE_SECONDS = float(os.environ.get("USAGE_SLOT_LEASE_SECONDS", "10"))
 
 # Quotas per role (0 = unlimited); the same meter covers browser and API use.
 QUOTAS = {
@@ -228,6 +236,9 @@ LLM_MAX_CONNECTIONS = int(os.environ.get("LLM_MAX_CONNECTIONS", "1000"))
 LLM_MAX_KEEPALIVE = int(os.environ.get("LLM_MAX_KEEPALIVE", "100"))
 LLM_CATALOG_TTL = int(os.environ.get("LLM_CATALOG_TTL", "30"))
 LLM_CATALOG_MISS_REFRESH = float(os.environ.get("LLM_CATALOG_MISS_REFRESH", "5"))
+# Whether connections may reach loopback and private addresses (a local Ollama lives there);
+# link-local and cloud metadata addresses are refused either way (llm/addresses.py).
+LLM_ALLOW_PRIVATE_NETWORKS = env_bool("LLM_ALLOW_PRIVATE_NETWORKS", True)
 
 # Request bodies (API calls with base64 images can be large), in MiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_REQUEST_MB", "32")) * 1024 * 1024

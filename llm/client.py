@@ -163,4 +163,4 @@ async def embed(
     async with aclosing(run_call(call)) as events:
         async for event in events:
             return event  # type: ignore[return-value]
-    raise UpstreamError(502, f"{call.url} answered without embeddings")
+    raise UpstreamError(502, "the model server answered without embeddings")

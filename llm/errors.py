@@ -4,11 +4,22 @@ from __future__ import annotations
 
 
 class LLMError(Exception):
-    """Base of every engine error; `message` is safe to show (escape it in HTML)."""
+    """Base of every engine error.
 
-    def __init__(self, message: str) -> None:
+    `message` is what the person who asked sees (escape it in HTML): plain words, never the
+    model server's address nor the HTTP library's text. `detail` is for the log: what
+    exactly failed, in the transport's words ("" when the message says it all).
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
+
+    def reword(self, message: str) -> None:
+        """Replace the message (the detail stays)."""
+        self.message = message
+        self.args = (message,)
 
 
 class ModelNotFound(LLMError):
@@ -19,11 +30,18 @@ class ModelNotFound(LLMError):
         self.model = model
 
 
-class UpstreamUnavailable(LLMError):
-    """The upstream could not be reached or did not answer in time."""
+UNREACHABLE = "the model server could not be reached"
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach {url}: {reason}")
+
+class UpstreamUnavailable(LLMError):
+    """The upstream could not be reached or did not answer in time.
+
+    `url` and `reason` (the transport's words) are for the log; the message says what
+    happened in plain words.
+    """
+
+    def __init__(self, url: str, reason: str, message: str = UNREACHABLE) -> None:
+        super().__init__(message, detail=reason)
         self.url = url
         self.reason = reason
 
@@ -35,16 +53,20 @@ class UpstreamError(LLMError):
     status Ollama itself would have sent had it failed before its first byte).
     """
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, message: str, detail: str = "") -> None:
+        super().__init__(message, detail)
         self.status = status
 
 
 class UpstreamInterrupted(LLMError):
-    """The stream broke after it started; `partial` is the text produced until then."""
+    """The stream broke after it started; `partial` is the text produced until then.
 
-    def __init__(self, partial: str, reason: str) -> None:
-        super().__init__(f"the model's reply was interrupted: {reason}")
+    `reason` is in plain words (or the upstream's own message); `detail`, for the log, is
+    the transport's.
+    """
+
+    def __init__(self, partial: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"the model's reply was interrupted: {reason}", detail)
         self.partial = partial
         self.reason = reason
 

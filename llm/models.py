@@ -7,10 +7,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from django.core.validators import URLValidator
 from django.db import models
 
 from llm import crypto
+from llm.addresses import validate_base_url
 
 
 class Connection(models.Model):
@@ -24,7 +24,7 @@ class Connection(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OLLAMA)
     base_url = models.CharField(
         max_length=500,
-        validators=[URLValidator(schemes=["http", "https"])],
+        validators=[validate_base_url],
         help_text="Ollama: http://host:11434. OpenAI-compatible: the URL ending in /v1.",
     )
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
@@ -111,6 +111,23 @@ class Connection(models.Model):
             return {}
         pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
         return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
+
+
+def same_server(url: str, other: str) -> bool:
+    """Whether two base URLs reach the same server: scheme, host and port (the default
+    port of the scheme when none is written)."""
+    return _server(url) == _server(other)
+
+
+def _server(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").rstrip("."), port if port is not None else default
 
 
 def _invalidate_catalog() -> None:

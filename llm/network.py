@@ -10,6 +10,12 @@ Here the protocol keeps what arrives in a buffer, so a read that finds data retu
 without waiting, and a read that must wait arms one loop timer. Reading is paused only when
 the buffer passes `HIGH_WATER` (a caller that stopped reading), as asyncio's own streams do.
 
+Connecting resolves the name here, checks every address it resolved to against
+`llm.addresses` (no link-local or metadata address, no private one unless allowed) and
+connects to those checked addresses, the first to answer winning as in asyncio's happy
+eyeballs; TLS and the Host header keep the name. A refused address raises `AddressRefused`
+(an `httpcore.ConnectError`) before any packet leaves.
+
 This is httpcore's documented extension point (`network_backend=`), used by
 `llm.http.upstream_pool`; behaviour towards httpcore is the anyio backend's: the same
 exceptions, `is_readable` for spotting keep-alive connections the server closed, TLS by
@@ -19,13 +25,18 @@ exceptions, `is_readable` for spotting keep-alive connections the server closed,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import select
 import socket
 import ssl
+from asyncio.staggered import staggered_race
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import httpcore
+
+from llm import addresses
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -213,14 +224,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
-        transport, protocol = await _connect(
-            loop.create_connection(
-                _Protocol, host, port, local_addr=local, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
-            ),
-            timeout,
-        )
+        transport, protocol = await _connect(_open_tcp(host, port, local_address), timeout)
         return _stream(transport, protocol, socket_options)
 
     async def connect_unix_socket(
@@ -237,14 +241,109 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class AddressRefused(httpcore.ConnectError):
+    """The upstream's address is off limits (`llm.addresses`); nothing was sent to it."""
+
+
 async def _connect(opening: Any, seconds: float | None) -> tuple[Any, _Protocol]:
     try:
         async with asyncio.timeout(seconds):
             return await opening
     except TimeoutError:
         raise httpcore.ConnectTimeout(f"no connection within {seconds:g} s") from None
+    except addresses.AddressRefused as exc:
+        raise AddressRefused(str(exc)) from None
     except OSError as exc:
         raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+
+
+AddrInfo = tuple[Any, ...]  # (family, type, proto, canonname, sockaddr), as getaddrinfo's
+
+
+async def _open_tcp(host: str, port: int, local_address: str | None) -> tuple[Any, _Protocol]:
+    """A connection to `host` at one of its checked addresses."""
+    sock = await connect_first(await checked_addresses(host, port), local_address)
+    try:
+        return await asyncio.get_running_loop().create_connection(_Protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def connect_first(infos: list[AddrInfo], local_address: str | None) -> socket.socket:
+    """A socket connected to the first of `infos` to answer: the next address is tried when
+    one fails or has not answered within HAPPY_EYEBALLS_DELAY, as asyncio's own connect."""
+    if len(infos) == 1:
+        return await _connect_socket(infos[0], local_address)
+    attempts = [partial(_connect_socket, info, local_address) for info in _interleave(infos)]
+    sock, _, errors = await staggered_race(attempts, HAPPY_EYEBALLS_DELAY)
+    if sock is None:
+        raise _combined([error for error in errors if error is not None])
+    return sock
+
+
+async def checked_addresses(host: str, port: int) -> list[AddrInfo]:
+    """Where `host` resolves, each address allowed by `llm.addresses` (else AddressRefused)."""
+    infos = _literal(host, port)
+    if infos is None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"{host} resolves to no address")
+    private_allowed = addresses.allow_private()
+    for *_, sockaddr in infos:
+        addresses.check_address(host, ipaddress.ip_address(sockaddr[0]), private_allowed)
+    return infos
+
+
+def _literal(host: str, port: int) -> list[AddrInfo] | None:
+    """An IP address needs no resolver (a scoped IPv6 one is left to getaddrinfo)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    if isinstance(address, ipaddress.IPv6Address) and not address.scope_id:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
+    return None
+
+
+def _interleave(infos: list[AddrInfo]) -> list[AddrInfo]:
+    """The addresses alternating between families, the first family first (RFC 8305)."""
+    families: dict[int, list[AddrInfo]] = {}
+    for info in infos:
+        families.setdefault(info[0], []).append(info)
+    queues = list(families.values())
+    ordered = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
+async def _connect_socket(info: AddrInfo, local_address: str | None) -> socket.socket:
+    """A non-blocking socket connected to the address of `info` (closed on any failure)."""
+    family, kind, proto, _, sockaddr = info
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if local_address:
+            sock.bind((local_address, 0))
+        await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _combined(errors: list[BaseException]) -> OSError:
+    """One error for every address that failed, as asyncio's create_connection raises."""
+    if len(errors) == 1 and isinstance(errors[0], OSError):
+        return errors[0]
+    texts = list(dict.fromkeys(str(error) for error in errors))
+    return OSError(texts[0] if len(texts) == 1 else "Multiple exceptions: " + ", ".join(texts))
 
 
 def _stream(

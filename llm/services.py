@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from llm.models import Connection
+from llm.models import Connection, same_server
 
 
 def sync_default_connections() -> str:
@@ -26,9 +26,12 @@ def _sync(name: str, kind: str, base_url: str, api_key: str | None) -> str:
     if connection is None:
         connection = Connection(name=name)
     connection.kind = kind
+    moved = not created and not same_server(connection.base_url, base_url)
     connection.base_url = base_url.rstrip("/")
     if api_key is not None and (created or _stored_key(connection) != api_key):
         connection.api_key = api_key
+    elif api_key is None and moved:  # a key an admin set for the old server is not sent on
+        connection.api_key = ""
     connection.full_clean()
     connection.save()
     return f"{name} {'created' if created else 'updated'} ({connection.base_url})"

@@ -39,6 +39,12 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Connection {connection.name} saved.")
+        if form.key_removed:
+            messages.warning(
+                request,
+                f"The stored API key of {connection.name} was removed: it belonged to the "
+                "previous server. Enter the new server's key if it needs one.",
+            )
         return redirect("llm:connections")
     return render(request, "llm/connection_form.html", {"form": form, "connection": connection})
 
@@ -69,7 +75,8 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 @require_POST
 def test(request: HttpRequest, pk: int) -> HttpResponse:
-    """Ask the upstream for its models and version; show the result or the exact error."""
+    """Ask the upstream for its models and version; show the result or the exact error
+    (the address and the transport's words: admins see what members are spared)."""
     connection = get_object_or_404(Connection, pk=pk)
     try:
         result, ok = async_to_sync(probe)(connection), True

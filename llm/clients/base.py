@@ -7,15 +7,20 @@ I/O, so there is exactly one async generator between the socket and the caller.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
+from llm.context import request_id
 from llm.errors import (
     LLMError,
     ModelNotFound,
@@ -25,7 +30,10 @@ from llm.errors import (
 )
 from llm.events import Embedded, Event, Timings
 from llm.http import USER_AGENT, chunk_timeout, connect_timeout, first_byte_timeout, send
+from llm.network import AddressRefused
 from llm.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
 EMBED_MAX_ANSWER = 256 * 2**20  # 2,048 inputs of 4,096 floats as JSON stay well under it
@@ -77,10 +85,40 @@ def error_message(data: Any, fallback: str = "") -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """A short reason for a transport failure."""
+    """A transport failure in the HTTP library's words, for the log and admins."""
     text = str(exc).strip()
     name = type(exc).__name__
     return f"{name}: {text}" if text else name
+
+
+def unavailable(call: UpstreamCall, exc: httpx.HTTPError) -> UpstreamUnavailable:
+    """The error of a request that got no response, in plain words."""
+    if isinstance(exc, httpx.ReadTimeout):
+        message = f"the model server did not start answering within {first_byte_timeout():g} s"
+    elif isinstance(exc, httpx.ConnectTimeout):
+        message = f"the model server could not be reached within {connect_timeout():g} s"
+    elif isinstance(exc, httpx.PoolTimeout):
+        message = "too many requests to the model servers at once; try again shortly"
+    elif isinstance(exc.__cause__, AddressRefused):
+        message = "the model server's address is not allowed by this site's network settings"
+    elif isinstance(exc, httpx.ConnectError):
+        message = "the model server could not be reached"
+    elif isinstance(exc, httpx.TimeoutException):
+        message = "the model server stopped answering"
+    else:
+        message = "the model server closed the connection without answering"
+    return UpstreamUnavailable(call.url, describe(exc), message)
+
+
+def interrupted(call: UpstreamCall, exc: httpx.HTTPError) -> UpstreamInterrupted:
+    """The error of a reply whose transport broke after it started, in plain words."""
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"the model server stopped answering (nothing for {chunk_timeout():g} s)"
+    else:
+        reason = "the model server closed the connection mid-reply"
+    error = call.parser.interrupted(reason)
+    error.detail = describe(exc)
+    return error
 
 
 async def _read_body(response: httpx.Response, limit: int) -> bytes:
@@ -99,8 +137,9 @@ async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None
         location = response.headers.get("location", "?")
         raise UpstreamError(
             status,
-            f"{call.url} redirects to {truncate(location, 200)}; redirects are not "
-            "followed, fix the connection's base URL",
+            f"the model server answered with a redirect (HTTP {status}), which is not "
+            "followed: an admin must correct the connection's base URL",
+            detail=f"redirects to {truncate(location, 200)}",
         )
     try:
         raw = await _read_body(response, MAX_ERROR_BODY)
@@ -118,7 +157,7 @@ async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None
         message = (
             f"the upstream refused the credentials (check the connection's API key): {message}"
         )
-    raise UpstreamError(status, message)
+    raise UpstreamError(status, message, detail=f"HTTP {status}")
 
 
 @asynccontextmanager
@@ -136,14 +175,8 @@ async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
     call.parser.started_ns = time.perf_counter_ns()
     try:
         response = await send(request)
-    except httpx.ReadTimeout:
-        raise UpstreamUnavailable(call.url, f"no response within {wait:g} s") from None
-    except httpx.ConnectTimeout:
-        raise UpstreamUnavailable(call.url, "timed out connecting") from None
-    except httpx.PoolTimeout:
-        raise UpstreamUnavailable(call.url, "too many concurrent upstream requests") from None
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(call.url, describe(exc)) from None
+        raise unavailable(call, exc) from None
     # The first byte may take minutes (a model loading); later chunks get a shorter leash.
     # httpcore reads this when the body starts, so one per-read timeout serves both phases
     # without wrapping every chunk in asyncio.timeout (which cost ~13% of the engine's time).
@@ -157,41 +190,79 @@ async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
 
 
 async def run_call(call: UpstreamCall) -> AsyncIterator[Event]:
-    """Send `call` and yield its events; errors are typed (llm.errors)."""
-    async with open_response(call) as response:
-        if not call.stream:
-            for event in call.parser.whole(await _whole_json(response, call)):
-                yield event
-            return
-        parser = call.parser
-        try:
-            async for chunk in response.aiter_bytes():
-                for event in parser.feed(chunk):
+    """Send `call` and yield its events; errors are typed (llm.errors) and logged."""
+    try:
+        async with open_response(call) as response:
+            if not call.stream:
+                for event in call.parser.whole(await _whole_json(response, call)):
                     yield event
-        except httpx.ReadTimeout:
-            raise parser.interrupted(f"no data from {call.url} for {chunk_timeout():g} s") from None
-        except httpx.HTTPError as exc:
-            raise parser.interrupted(describe(exc)) from None
-        for event in parser.finish():
-            yield event
+                return
+            parser = call.parser
+            try:
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        yield event
+            except httpx.HTTPError as exc:
+                raise interrupted(call, exc) from None
+            for event in parser.finish():
+                yield event
+    except (UpstreamUnavailable, UpstreamError, UpstreamInterrupted) as exc:
+        _report(call, exc)
+        raise
+
+
+def _report(call: UpstreamCall, exc: LLMError) -> None:
+    """Log an upstream failure with its address and detail; keep both out of its message."""
+    exc.reword(without_address(exc.message, call.url))
+    if isinstance(exc, UpstreamInterrupted):
+        exc.reason = without_address(exc.reason, call.url)
+    detail = f" ({exc.detail})" if exc.detail else ""
+    request = request_id.get()
+    log.warning(
+        "upstream %s failed: %s%s%s",
+        call.url,
+        exc.message,
+        detail,
+        f" [request {request}]" if request else "",
+        extra={"request_id": request, "upstream_url": call.url},
+    )
+
+
+def without_address(text: str, url: str) -> str:
+    """`text` (an upstream's own message, say) on one line, the upstream's address taken out."""
+    parts = urlsplit(url)
+    path = r"(?:[^\s\"'<>]*[^\s\"'<>.,;:!?)])?"  # up to a space, quote or final stop
+    hidden = [re.escape(f"{parts.scheme}://{parts.netloc}") + path]
+    host = parts.hostname or ""
+    if parts.port is not None:
+        hidden.append(re.escape(parts.netloc) + r"(?!\d)")
+    if _is_ip(host):
+        hidden.append(r"(?<![\w.:])" + re.escape(host) + r"(?![\w:]|\.\d)")
+    for pattern in hidden:
+        text = re.sub(pattern, "the model server", text, flags=re.IGNORECASE)
+    return " ".join(text.split())
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _whole_json(response: httpx.Response, call: UpstreamCall) -> Any:
     try:
         raw = await _read_body(response, call.max_body)
-    except (TimeoutError, httpx.ReadTimeout):
-        raise call.parser.interrupted(
-            f"no data from {call.url} for {chunk_timeout():g} s"
-        ) from None
     except httpx.HTTPError as exc:
-        raise call.parser.interrupted(describe(exc)) from None
+        raise interrupted(call, exc) from None
     if len(raw) >= call.max_body:
         limit = call.max_body // 2**20
-        raise UpstreamError(502, f"{call.url} sent an answer over {limit} MiB")
+        raise UpstreamError(502, f"the model server sent an answer over {limit} MiB")
     try:
         return json.loads(raw)
     except ValueError:
-        raise UpstreamError(502, f"{call.url} sent a response that is not JSON") from None
+        raise UpstreamError(502, "the model server sent a response that is not JSON") from None
 
 
 class TurnState:

@@ -60,18 +60,19 @@ async def test_it_says_when_the_upstream_refuses_the_key(cloud, mock):
 
 
 @MODELS
-async def test_it_names_the_url_when_the_upstream_is_unreachable(both, mock, model):
+async def test_it_says_when_the_upstream_is_unreachable(both, mock, model):
     await catalog.list_models()  # cached while the upstream was up
     mock.stop()
     with pytest.raises(UpstreamUnavailable) as raised:
         await collect(llm.stream_chat(model, HI))
-    assert f"127.0.0.1:{mock.port}" in raised.value.message
+    assert raised.value.message == "the model server could not be reached"
+    assert raised.value.url.startswith(mock.url)  # kept for the log
 
 
 async def test_it_gives_up_waiting_for_the_first_byte(local, mock, settings):
     settings.LLM_FIRST_BYTE_TIMEOUT = 0.2
     mock.script(ttft=2)
-    with pytest.raises(UpstreamUnavailable, match=r"no response within 0.2 s"):
+    with pytest.raises(UpstreamUnavailable, match=r"did not start answering within 0.2 s"):
         await collect(llm.stream_chat("llama3.2:latest", HI))
 
 
@@ -79,7 +80,7 @@ async def test_it_gives_up_waiting_for_the_first_byte(local, mock, settings):
 async def test_it_interrupts_a_stream_that_stalls_between_chunks(both, mock, settings, model):
     settings.LLM_CHUNK_TIMEOUT = 0.3
     mock.script(tokens=3, delay=2)
-    with pytest.raises(UpstreamInterrupted, match="no data from"):
+    with pytest.raises(UpstreamInterrupted, match=r"stopped answering \(nothing for 0.3 s\)"):
         await collect(llm.stream_chat(model, HI))
 
 
@@ -140,4 +141,4 @@ def test_every_error_is_an_llm_error_with_a_message():
         InvalidRequest("no", param="p"),
     ]
     assert all(isinstance(e, LLMError) and str(e) == e.message for e in errors)
-    assert "http://x" in errors[1].message
+    assert "http://x" not in errors[1].message and errors[1].url == "http://x"

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from llm.http import upstream_transport
-from llm.network import AsyncioBackend
+from llm.network import AddressRefused, AsyncioBackend, connect_first
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -681,3 +681,78 @@ async def test_an_idle_connection_the_server_closed_while_the_loop_was_busy_is_n
         listener.close()
         thread.join(2)
     assert len(accepted) == 2
+
+
+# -- addresses (llm/addresses.py; the form's side is in test_addresses.py) --------------
+
+
+@pytest.mark.parametrize(
+    "host", ["169.254.169.254", "0xa9fea9fe", "2852039166", "::ffff:169.254.169.254", "fe80::1"]
+)
+async def test_the_engine_never_connects_to_a_link_local_address(host):
+    started = time.monotonic()
+    with pytest.raises(AddressRefused, match="link-local address; connections may not reach"):
+        await AsyncioBackend().connect_tcp(host, 80, timeout=5.0)
+    assert time.monotonic() - started < 1.0  # refused, not timed out
+
+
+async def test_a_name_is_resolved_and_checked_at_connect_time(settings):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            writer.write(whole(b"hello"))
+            await writer.drain()
+
+    async with Upstream(handler) as upstream:
+        stream = await AsyncioBackend().connect_tcp("localhost", upstream.port, timeout=1.0)
+        assert stream.get_extra_info("server_addr") == ("127.0.0.1", upstream.port)
+        await stream.aclose()
+        settings.LLM_ALLOW_PRIVATE_NETWORKS = False
+        with pytest.raises(AddressRefused, match=r"localhost resolves to 127\.0\.0\.1, a loopback"):
+            await AsyncioBackend().connect_tcp("localhost", upstream.port, timeout=1.0)
+    assert upstream.connections == 1
+
+
+async def test_tls_keeps_the_name_when_connecting_to_the_checked_address(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+):
+    server_ssl, client_ssl = tls
+    names: list[str | None] = []
+    server_ssl.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            writer.write(whole(b"over tls"))
+            await writer.drain()
+
+    try:
+        async with (
+            Upstream(handler, ssl_context=server_ssl) as upstream,
+            pool(ssl_context=client_ssl) as client,
+        ):
+            response = await client.request("GET", f"https://localhost:{upstream.port}/")
+        assert response.status == 200 and response.content == b"over tls"
+        assert names == ["localhost"]  # the certificate was checked against the name, too
+    finally:
+        server_ssl.sni_callback = None
+
+
+async def test_the_first_address_that_answers_wins():
+    """Of several addresses (a name with IPv4 and IPv6 ones), a refusing one is skipped."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refusing = closed.getsockname()
+    closed.close()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with Upstream(handler) as upstream:
+        infos = [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)
+            for address in [refusing, ("127.0.0.1", upstream.port)]
+        ]
+        sock = await connect_first(infos, None)
+        assert sock.getpeername() == ("127.0.0.1", upstream.port)
+        sock.close()
+        with pytest.raises(OSError):
+            await connect_first(infos[:1] * 2, None)

@@ -149,3 +149,71 @@ def test_it_refuses_credentials_in_the_url(admin_client):
     assert response.status_code == 200
     assert b"Leave the user name and password out of the URL" in response.content
     assert not Connection.objects.filter(base_url__contains="s3cretpw").exists()
+
+
+# -- the key follows the server ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://elsewhere.example.com/v1",  # another host
+        "http://lab.example.com/v1",  # another scheme
+        "https://lab.example.com:8443/v1",  # another port
+    ],
+)
+def test_moving_to_another_server_removes_the_stored_key(admin_client, saved, base_url):
+    response = admin_client.post(
+        reverse("llm:edit", args=[saved.pk]), form_data(base_url=base_url), follow=True
+    )
+    saved.refresh_from_db()
+    assert (saved.base_url, saved.api_key, saved.api_key_hint) == (base_url, "", "none")
+    assert b"The stored API key of lab was removed" in response.content
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://lab.example.com/v2", "https://LAB.example.com:443/v1", "https://lab.example.com"],
+)
+def test_a_new_path_on_the_same_server_keeps_the_key(admin_client, saved, base_url):
+    response = admin_client.post(
+        reverse("llm:edit", args=[saved.pk]), form_data(base_url=base_url), follow=True
+    )
+    saved.refresh_from_db()
+    assert saved.api_key == API_KEY
+    assert b"was removed" not in response.content
+
+
+def test_a_key_entered_with_the_new_server_is_stored(admin_client, saved):
+    response = admin_client.post(
+        reverse("llm:edit", args=[saved.pk]),
+        form_data(base_url="https://elsewhere.example.com/v1", api_key=KEY),
+        follow=True,
+    )
+    saved.refresh_from_db()
+    assert (saved.base_url, saved.api_key) == ("https://elsewhere.example.com/v1", KEY)
+    assert b"was removed" not in response.content
+
+
+def test_the_edit_form_says_that_a_new_server_drops_the_key(admin_client, saved):
+    html = admin_client.get(reverse("llm:edit", args=[saved.pk])).content.decode()
+    assert "Changing the server (scheme, host or port) of the base URL removes the stored" in html
+
+
+# -- the Test button shows admins the detail members are spared -------------------------
+
+
+def test_the_test_shows_the_address_and_the_transport_error(admin_client, local, mock):
+    port = mock.port
+    mock.stop()
+    response = admin_client.post(reverse("llm:test", args=[local.pk]), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert f"http://127.0.0.1:{port}/api/tags" in html
+    assert "ConnectError: [Errno 111]" in html
+
+
+def test_the_test_shows_why_an_address_is_refused(admin_client, transactional_db):
+    refused = Connection.objects.create(name="meta", base_url="http://0xA9FEA9FE:11434")
+    response = admin_client.post(reverse("llm:test", args=[refused.pk]), HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert "0xa9fea9fe resolves to 169.254.169.254, a link-local address" in html
