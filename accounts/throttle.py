@@ -1,4 +1,9 @@
-"""Login throttling: failed attempts counted per username and per client address."""
+"""Login throttling: sign-in attempts counted per username and per client address.
+
+An attempt is counted before its password is checked, atomically for both, so concurrent
+guesses cannot all pass the count while the slow hash runs; the count then stands as a
+failure unless the sign-in succeeds.
+"""
 
 from __future__ import annotations
 
@@ -27,28 +32,28 @@ def client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def _buckets(username: str, address: str) -> list[tuple[str, int]]:
-    return [
-        (f"login:user:{username.strip().lower()}", settings.LOGIN_ATTEMPTS_PER_USERNAME),
-        (f"login:addr:{address}", settings.LOGIN_ATTEMPTS_PER_ADDRESS),
-    ]
+def _username_bucket(username: str) -> str:
+    return f"login:user:{username.strip().lower()}"
 
 
-def check(username: str, address: str) -> Verdict:
-    """Whether another attempt is allowed now."""
-    for bucket, limit in _buckets(username, address):
-        window = limits.peek(bucket)
-        if window.count >= limit:
-            return Verdict(False, window.retry_after)
-    return Verdict(True)
+def _address_bucket(address: str) -> str:
+    return f"login:addr:{address}"
 
 
-def record_failure(username: str, address: str) -> None:
-    """Count a failed attempt against both the username and the address."""
-    for bucket, _ in _buckets(username, address):
-        limits.hit(bucket, settings.LOGIN_THROTTLE_SECONDS)
+def attempt(username: str, address: str) -> Verdict:
+    """Take one attempt from the username's and the address's allowance, or refuse."""
+    reservation = limits.reserve(
+        [
+            (_username_bucket(username), settings.LOGIN_ATTEMPTS_PER_USERNAME),
+            (_address_bucket(address), settings.LOGIN_ATTEMPTS_PER_ADDRESS),
+        ],
+        settings.LOGIN_THROTTLE_SECONDS,
+    )
+    return Verdict(reservation.allowed, reservation.retry_after)
 
 
-def record_success(username: str) -> None:
-    """A successful sign-in clears the username's failures (not the address's)."""
-    limits.clear(f"login:user:{username.strip().lower()}")
+def record_success(username: str, address: str) -> None:
+    """A successful sign-in clears the username's failures and gives the address back its
+    attempt (only failures count against an address, which many people may share)."""
+    limits.clear(_username_bucket(username))
+    limits.give_back(_address_bucket(address))

@@ -42,7 +42,10 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 def login_view(request: HttpRequest) -> HttpResponse:
-    """Sign in, refusing further attempts once a username or address has failed too often."""
+    """Sign in, refusing further attempts once a username or address has failed too often.
+
+    The attempt is counted before the password is checked (see `accounts.throttle`).
+    """
     if request.method == "GET" and not services.User.objects.exists():
         return redirect("accounts:signup")  # a new install: the first account becomes admin
     form = LoginForm(request, data=request.POST or None)
@@ -50,7 +53,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         username = request.POST.get("username", "")[:150]
         address = throttle.client_address(request)
-        verdict = throttle.check(username, address)
+        verdict = throttle.attempt(username, address)
         if not verdict.allowed:
             form = LoginForm(request, initial={"username": username})
             context = {"form": form, "next": next_url, "throttled": verdict.message}
@@ -61,14 +64,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             user = form.get_user()
             login(request, user)
-            throttle.record_success(username)
+            throttle.record_success(username, address)
             if user.is_pending:
                 return redirect("accounts:pending")
             safe = url_has_allowed_host_and_scheme(
                 next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
             )
             return redirect(next_url if safe and next_url else "home")
-        throttle.record_failure(username, address)
     return render(request, "accounts/login.html", {"form": form, "next": next_url})
 
 

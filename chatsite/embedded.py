@@ -30,8 +30,22 @@ def redis_server_binary() -> str:
         return found
 
 
+def _serving(socket_path: Path) -> bool:
+    """Whether the redis-server on `socket_path` answers (it has loaded its append-only file)."""
+    if not socket_path.exists():
+        return False
+    import redis
+
+    try:
+        with redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:  # not listening yet, or still loading its data
+        return False
+
+
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a private redis-server on a unix socket in `data_dir`; return it and its URL."""
+    """Start a private redis-server on a unix socket in `data_dir`, keeping its data in an
+    append-only file there; return it and its URL once it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     socket_path = data_dir / "redis.sock"
     socket_path.unlink(missing_ok=True)
@@ -47,7 +61,9 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(data_dir),
             "--maxclients",
@@ -58,14 +74,14 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 10
-    while not socket_path.exists():
+    deadline = time.monotonic() + 30
+    while not _serving(socket_path):
         if process.poll() is not None:
             error = process.stderr.read().decode() if process.stderr else ""
             raise RuntimeError(f"redis-server exited: {error.strip()}")
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("redis-server did not open its socket within 10 s")
+            raise RuntimeError("redis-server did not answer within 30 s")
         time.sleep(0.02)
     return process, f"unix://{socket_path}"
 
@@ -115,7 +131,7 @@ def main() -> int:
         print(f"chatsite is serving at http://{host}:{port}/", flush=True)
         endpoint = daphne_endpoint(host, port)
         daphne = subprocess.Popen(
-            [python, "-m", "daphne", "-e", endpoint, "chatsite.asgi:application"],
+            [python, "-m", "chatsite.serve", "-e", endpoint, "chatsite.asgi:application"],
             cwd=BASE_DIR,
         )
         return daphne.wait()

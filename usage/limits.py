@@ -1,44 +1,57 @@
-"""Fixed-window counters in Redis: login throttling and request rates."""
+"""Fixed-window allowances in Redis (login throttling): reserved before the act they limit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from usage.redis import get_redis
 
-# INCR and set the expiry on the first hit, atomically, so a crash between the two
+# KEYS: the buckets. ARGV: window seconds, then each bucket's limit.
+# Refuses (counting nothing) when any bucket is full; otherwise counts one in every bucket,
+# setting the window on a bucket's first count in the same step, so a crash between the two
 # cannot leave a counter that never expires.
-_HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[1])
-return {count, ttl}
+_RESERVE = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+    return {0, redis.call('TTL', key)}
+  end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return {1, 0}
+"""
+
+# KEYS: one bucket. Takes one count back, never below zero; the window stays as it was.
+_GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
 """
 
 
 @dataclass(frozen=True)
-class Window:
-    count: int
-    retry_after: int
+class Reservation:
+    """Whether an act was allowed (and counted), or how long until it is."""
 
-    def exceeded(self, limit: int) -> bool:
-        return self.count > limit
-
-
-def hit(bucket: str, window_seconds: int) -> Window:
-    """Count one event in `bucket` for the current window."""
-    count, ttl = get_redis().eval(_HIT, 1, f"limit:{bucket}", window_seconds)
-    return Window(count=int(count), retry_after=max(int(ttl), 1))
+    allowed: bool
+    retry_after: int = 0
 
 
-def peek(bucket: str) -> Window:
-    """Read a bucket without counting."""
-    client = get_redis()
-    pipe = client.pipeline()
-    pipe.get(f"limit:{bucket}")
-    pipe.ttl(f"limit:{bucket}")
-    count, ttl = pipe.execute()
-    return Window(count=int(count or 0), retry_after=max(int(ttl or 0), 1))
+def reserve(buckets: Sequence[tuple[str, int]], window_seconds: int) -> Reservation:
+    """Count one act in every `(bucket, limit)` at once, or none when any is at its limit."""
+    keys = [f"limit:{bucket}" for bucket, _ in buckets]
+    allowed, ttl = get_redis().eval(
+        _RESERVE, len(keys), *keys, window_seconds, *(limit for _, limit in buckets)
+    )
+    if int(allowed):
+        return Reservation(True)
+    return Reservation(False, max(int(ttl), 1))
+
+
+def give_back(bucket: str) -> None:
+    """Uncount one act that turned out not to count (a successful sign-in, say)."""
+    get_redis().eval(_GIVE_BACK, 1, f"limit:{bucket}")
 
 
 def clear(bucket: str) -> None:

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from accounts.models import User
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +82,52 @@ def test_a_successful_sign_in_clears_the_username_failures(client: Client, membe
     login(client, "mia", "nope")
     login(client, "mia", "nope")
     assert login(client, "mia", PASSWORD).status_code == 302
+
+
+@override_settings(LOGIN_ATTEMPTS_PER_ADDRESS=2, LOGIN_ATTEMPTS_PER_USERNAME=100)
+def test_sign_ins_that_succeed_do_not_use_up_a_shared_address(client: Client, member: User) -> None:
+    for _ in range(4):  # many people behind one address sign in
+        assert login(client, "mia", PASSWORD, address="10.7.7.7").status_code == 302
+        client.logout()
+    assert login(client, "mia", "nope", address="10.7.7.7").status_code == 200
+    assert login(client, "mia", "nope", address="10.7.7.7").status_code == 200
+    assert login(client, "mia", PASSWORD, address="10.7.7.7").status_code == 429
+
+
+GUESSES = 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_wrong_passwords_are_checked_no_more_than_the_allowance(
+    daphne_url: str,
+) -> None:
+    # The live Daphne hashes with PBKDF2: each check takes real time, as in production.
+    user = make_user("mia")
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt())
+    user.save()
+    path = reverse("accounts:login")
+    with httpx.Client(base_url=daphne_url) as client:
+        page = client.get(path)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        cookies = dict(client.cookies)
+    start = threading.Barrier(GUESSES)
+
+    def post(password: str, together: bool = True) -> httpx.Response:
+        with httpx.Client(base_url=daphne_url, cookies=cookies, timeout=100) as guesser:
+            if together:
+                start.wait()
+            form = {"username": "mia", "password": password, "csrfmiddlewaretoken": token}
+            return guesser.post(path, data=form)
+
+    with ThreadPoolExecutor(GUESSES) as pool:
+        answers = list(pool.map(post, [f"guess {i}" for i in range(GUESSES)]))
+    checked = [answer for answer in answers if answer.status_code == 200]
+    assert all("do not match" in answer.text for answer in checked)
+    assert len(checked) == settings.LOGIN_ATTEMPTS_PER_USERNAME
+    assert sum(answer.status_code == 429 for answer in answers) == GUESSES - len(checked)
+    # Throttled: not even the right password is checked.
+    assert post(PASSWORD, together=False).status_code == 429
 
 
 def test_sign_out_needs_a_post(member_client: Client) -> None:
