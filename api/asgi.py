@@ -9,9 +9,10 @@ auth needs no session, CSRF, messages or htmx, so `/api/` and `/v1/` come here i
 the views, their decorators and their responses are the same ones Django's handler serves
 (the test client still reaches them through it).
 
-What this keeps of Django's handler: the body size limit, a request id on every response,
-`nosniff`, cancelling the view when the client disconnects (at once, rather than when the
-next write fails), and closing the request's database connections afterwards.
+What this keeps of Django's handler: the body size limit, ALLOWED_HOSTS (the `Host` check
+that CommonMiddleware makes for pages), a request id on every response, `nosniff`,
+cancelling the view when the client disconnects (at once, rather than when the next write
+fails), and closing the request's database connections afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
@@ -32,8 +34,11 @@ from django.urls import Resolver404, resolve
 
 from api.errors import ApiError, body_too_large
 from chatsite.middleware import request_id as choose_request_id
+from llm import context as llm_context
 
 log = logging.getLogger(__name__)
+# Where Django reports a refused Host header, so both doors' refusals are found together.
+host_log = logging.getLogger("django.security.DisallowedHost")
 
 URLCONF = "api.urls"
 PREFIXES = ("/api/", "/v1/")
@@ -65,6 +70,11 @@ async def application(scope: dict, receive: Any, send: Any) -> None:
         return
     request = ASGIRequest(scope, io.BytesIO(body))
     request.request_id = request_id
+    llm_context.request_id.set(request_id)  # names the request in the engine's log lines
+    refusal = _host_refusal(request)
+    if refusal is not None:
+        await _send(_error_response(refusal, openai), send, request_id)
+        return
     response = await _respond(request, receive, send, openai)
     # The ORM work of API views (a key missing from the cache, the ledger row) runs in the
     # one shared sync thread, not a new thread per request as in Django's handler: the hot
@@ -119,6 +129,18 @@ async def _send(response: HttpResponseBase, send: Any, request_id: str) -> None:
         await send({"type": "http.response.body", "body": b""})
     else:
         await send({"type": "http.response.body", "body": response.content})
+
+
+def _host_refusal(request: ASGIRequest) -> ApiError | None:
+    """A 400 for a `Host` header outside ALLOWED_HOSTS, as pages get; None when it is fine."""
+    try:
+        request.get_host()
+    except DisallowedHost as exc:
+        host_log.error("%s", exc, extra={"status_code": 400})
+        host = request.META.get("HTTP_HOST", "")[:100]
+        message = f"Invalid Host header {host!r}: this site does not answer to that name"
+        return ApiError(400, message, code="invalid_host")
+    return None
 
 
 def _error_response(error: ApiError, openai: bool) -> HttpResponseBase:

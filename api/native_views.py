@@ -42,11 +42,11 @@ def _model_name(body: dict) -> str:
     return model
 
 
-def _check_common(body: dict) -> None:
+def _check_common(body: dict, fields: dict[str, tuple[str, str]]) -> None:
+    validation.check_ranges(body, fields)
     validation.check_options(body.get("options"))
     validation.check_think(body.get("think"))
     validation.check_keep_alive(body.get("keep_alive"))
-    validation.check_top_logprobs(body)
 
 
 @endpoint("POST", openai=False)
@@ -56,7 +56,7 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
     validation.check_fields(body, validation.CHAT_FIELDS, "ChatRequest")
     model = _model_name(body)
     messages = validation.check_messages(body.get("messages") or [])
-    _check_common(body)
+    _check_common(body, validation.CHAT_FIELDS)
     format = validation.check_format(body.get("format"))
     target = await find_model(key, model, openai=False)
     stream = body.get("stream") is not False
@@ -91,7 +91,7 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
     body = validation.read_body(request, "GenerateRequest")
     validation.check_fields(body, validation.GENERATE_FIELDS, "GenerateRequest")
     model = _model_name(body)
-    _check_common(body)
+    _check_common(body, validation.GENERATE_FIELDS)
     validation.check_images(body.get("images"))
     format = validation.check_format(body.get("format"))
     raw = bool(body.get("raw"))
@@ -253,6 +253,7 @@ async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
     validation.check_fields(body, validation.EMBED_FIELDS, "EmbedRequest")
     model = _model_name(body)
     texts = validation.check_embed_input(body.get("input"))
+    validation.check_ranges(body, validation.EMBED_FIELDS)
     validation.check_options(body.get("options"))
     validation.check_keep_alive(body.get("keep_alive"))
     target = await find_model(key, model, openai=False)

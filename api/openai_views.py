@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import ApiKey
-from api import sse, validation
+from api import openai_validation, sse, validation
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError, from_engine, in_stream
 from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
@@ -23,47 +23,9 @@ from llm.events import Delta, ToolCalls
 from llm.tokens import estimate_prompt_tokens
 from llm.translate import openai_request_to_native
 
-_NUMBERS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
-_OBJECTS = ("stream_options", "response_format", "reasoning", "metadata", "logit_bias")
-
 
 def json_response(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON)
-
-
-def read_body(request: HttpRequest) -> dict:
-    """The JSON object of the request, with the types the translation relies on checked."""
-    raw = request.body
-    if not raw.strip():
-        raise ApiError(400, "missing request body")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    for name in _NUMBERS:
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ApiError(400, f"'{name}' must be a number", param=name)
-    for name in _OBJECTS:
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise ApiError(400, f"'{name}' must be an object", param=name)
-    if body.get("stream_options") is not None and not body.get("stream"):
-        raise ApiError(
-            400,
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-        )
-    schema = (body.get("response_format") or {}).get("json_schema")
-    if schema is not None and not isinstance(schema, dict):
-        raise ApiError(
-            400, "'response_format.json_schema' must be an object", param="response_format"
-        )
-    effort = body.get("reasoning_effort", (body.get("reasoning") or {}).get("effort"))
-    if effort is not None and not isinstance(effort, str):
-        raise ApiError(400, "'reasoning_effort' must be a string", param="reasoning_effort")
-    return body
 
 
 @endpoint("POST", openai=True)
@@ -71,7 +33,8 @@ async def chat_completions(
     request: HttpRequest, key: ApiKey
 ) -> HttpResponse | StreamingHttpResponse:
     """POST /v1/chat/completions: SSE with `"stream": true`, one chat.completion otherwise."""
-    body = read_body(request)
+    body = openai_validation.read_body(request)
+    openai_validation.check_chat(body)
     try:
         native = openai_request_to_native(body)
     except InvalidRequest as exc:
@@ -151,21 +114,14 @@ async def whole(relay: Relay, model: str) -> dict:
 @endpoint("POST", openai=True)
 async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """POST /v1/embeddings: floats, or base64 float32 as the openai SDKs ask by default."""
-    body = read_body(request)
+    body = openai_validation.read_body(request)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", param="model")
     texts = _embedding_input(body.get("input"))
-    encoding = body.get("encoding_format")
-    encoding = "float" if encoding is None else encoding
-    if encoding not in ("float", "base64"):
-        message = "'encoding_format' must be 'float' or 'base64'"
-        raise ApiError(400, message, param="encoding_format")
+    openai_validation.check_embeddings(body)
+    encoding = body.get("encoding_format") or "float"
     dimensions = body.get("dimensions")
-    if dimensions is not None and (
-        isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
-    ):
-        raise ApiError(400, "'dimensions' must be a positive integer", param="dimensions")
     target = await find_model(key, model, openai=True)
     result = await embed_metered(
         key,
