@@ -24,8 +24,22 @@ class SameOriginValidator:
         headers = dict(scope.get("headers", ()))
         origin = headers.get(b"origin", b"").decode("latin1")
         host = headers.get(b"host", b"").decode("latin1")
-        # Behind a TLS proxy Daphne's --proxy-headers makes the scheme wss.
-        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        scheme = "https" if _is_secure(scope, headers) else "http"
         if origin != f"{scheme}://{host}" and origin not in settings.CSRF_TRUSTED_ORIGINS:
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)
+
+
+def _is_secure(scope: dict, headers: dict[bytes, bytes]) -> bool:
+    """Whether the page came over TLS: a wss scope, or (behind a TLS-terminating proxy)
+    the SECURE_PROXY_SSL_HEADER that Django trusts for pages, since Daphne leaves a proxied
+    websocket's scheme as plain ws."""
+    if scope.get("scheme") in ("wss", "https"):
+        return True
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not proxy_header:
+        return False
+    name, secure_value = proxy_header
+    header = name.removeprefix("HTTP_").replace("_", "-").lower().encode("latin1")
+    value = headers.get(header, b"").decode("latin1").split(",")[0].strip()
+    return value == secure_value

@@ -29,6 +29,7 @@ from conversations import fragments, services, snapshots
 from conversations.markdown import StreamingRenderer
 from conversations.models import Conversation, Message
 from llm import catalog
+from llm import context as llm_context
 from llm.client import stream_chat
 from llm.errors import LLMError
 from llm.events import Delta, Finished
@@ -113,6 +114,7 @@ class ReplyRunner:
 
     async def run(self) -> None:
         """Stream, publish, save, charge, and title the conversation."""
+        llm_context.request_id.set(f"reply-{self.reply.pk}")  # names it in engine logs
         status, error = Message.Status.COMPLETE, ""
         helpers: list[asyncio.Task[None]] = []
         stop_channel = ""
@@ -344,7 +346,8 @@ class ReplyRunner:
         try:
             # The title costs tokens too: the same meter, and no title when it says no.
             admission = await admit(self.admission.user, door="web")
-        except Refused:
+        except Exception as exc:  # refused, or the meter is unreachable
+            log.info("no title for reply %s: %s", self.reply.pk, exc)
             return  # the first words of the question stay the title
         question = self.turn.user_message.content if self.turn.user_message else ""
         prompt = TITLE_PROMPT.format(question=question[:1000], answer=self.text[:1000])

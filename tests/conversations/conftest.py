@@ -55,8 +55,14 @@ def session_cookie(user: User) -> str:
 class Socket:
     """A WebsocketCommunicator speaking to the chat consumer like htmx's ws extension."""
 
-    def __init__(self, conversation_id: int, cookie: str, origin: str = "http://localhost"):
-        headers = [(b"host", b"localhost"), (b"origin", origin.encode())]
+    def __init__(
+        self,
+        conversation_id: int,
+        cookie: str,
+        origin: str = "http://localhost",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ):
+        headers = [(b"host", b"localhost"), (b"origin", origin.encode()), *(headers or [])]
         if cookie:
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         self.communicator = WebsocketCommunicator(

@@ -360,6 +360,20 @@ async def test_another_port_or_scheme_of_the_same_host_is_refused(
     assert not (await socket.connect())[0]
 
 
+async def test_behind_a_tls_proxy_the_https_origin_is_this_sites_own(
+    sockets, conversation: Conversation, settings
+) -> None:
+    forwarded = [(b"x-forwarded-proto", b"https")]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    secure = await sockets(conversation.pk, origin="https://localhost", headers=forwarded)
+    assert (await secure.connect())[0]
+    downgraded = await sockets(conversation.pk, origin="http://localhost", headers=forwarded)
+    assert not (await downgraded.connect())[0]
+    settings.SECURE_PROXY_SSL_HEADER = None  # a header nobody vouches for is not trusted
+    spoofed = await sockets(conversation.pk, origin="https://localhost", headers=forwarded)
+    assert not (await spoofed.connect())[0]
+
+
 async def test_every_message_is_authorized_again(
     sockets, conversation: Conversation, mock: MockUpstream
 ) -> None:
