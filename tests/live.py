@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -38,9 +39,28 @@ def test_database_url() -> str:
     return f"postgres://{auth}{settings.get('HOST') or '127.0.0.1'}{port}/{settings['NAME']}"
 
 
+@dataclass
+class Worker:
+    """A running Daphne process of the tests: where it listens, and its log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @contextmanager
 def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start Daphne against the test database and Redis; yield its base URL."""
+    with daphne_worker(extra_env) as worker:
+        yield worker.url
+
+
+@contextmanager
+def daphne_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
+    """Start Daphne against the test database and Redis; yield the running worker."""
     port = free_port()
     env = {
         **os.environ,
@@ -52,18 +72,13 @@ def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{port}.log"
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-        cwd=BASE_DIR,
-        env=env,
-        check=True,
-    )
+    _collect_static(env)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "chatsite.serve",  # the product's Daphne: its access log redacts secrets
                 "-e",
                 daphne_endpoint("127.0.0.1", port),
                 "chatsite.asgi:application",
@@ -76,13 +91,29 @@ def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log_path)
-        yield url
+        yield Worker(url, process, log_path)
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+_collected: set[str] = set()
+
+
+def _collect_static(env: dict[str, str]) -> None:
+    """Collect static files into this run's DATA_DIR, once for all the workers it starts."""
+    if env["DATA_DIR"] in _collected:
+        return
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+    )
+    _collected.add(env["DATA_DIR"])
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

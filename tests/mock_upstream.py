@@ -155,7 +155,9 @@ class MockUpstream:
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0, limit=2**24)
+                # A model server's listener takes a burst of connects (Go's listens with
+                # the kernel's somaxconn); asyncio's default backlog of 100 would not.
+                asyncio.start_server(self._serve, "127.0.0.1", 0, limit=2**24, backlog=1024)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
@@ -599,6 +601,8 @@ class MockUpstream:
                         await _pause(watcher, script.delay)
                 record.tokens_sent += 1
             batch.append(b"0\r\n\r\n")
+            # Noted before the client can read the end, so a test that saw it sees this too.
+            record.finished_at = time.monotonic()
             writer.write(b"".join(batch))
             await _drain(writer, watcher)
             record.completed = True
