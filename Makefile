@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench browser node-sdk clean
+.PHONY: run test lint format bench browser nginx node-sdk clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
@@ -30,6 +30,14 @@ browser:
 	  else echo "Browser tests will be skipped: install chromium (sudo apt-get install chromium)"; fi; \
 	fi
 
+# Debian's nginx for the deployment test (tests/deploy/), which runs its own instance.
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq nginx || (apt-get update -qq && apt-get install -y -qq nginx)) >/dev/null; \
+	  else echo "Deployment test will be skipped: install nginx (sudo apt-get install nginx)"; fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +51,7 @@ node-sdk:
 	@if command -v npm >/dev/null; then npm ci --silent --no-audit --no-fund --prefix tests/node; \
 	else echo "Node SDK test will be skipped: install nodejs and npm"; fi
 
-test: $(STAMP) browser node-sdk lint
+test: $(STAMP) browser nginx node-sdk lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
