@@ -1,11 +1,13 @@
+"""The API keys page, under /keys/."""
+
 from __future__ import annotations
 
 from django.urls import path
 
-from accounts import keys
+from accounts import key_views
 
 app_name = "keys"
 urlpatterns = [
-    path("", keys.key_list, name="list"),
-    path("<int:key_id>/revoke/", keys.revoke, name="revoke"),
+    path("", key_views.key_list, name="list"),
+    path("<int:key_id>/revoke/", key_views.revoke, name="revoke"),
 ]

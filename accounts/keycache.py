@@ -4,17 +4,28 @@ Every worker shares the cache, so a change is seen everywhere at once: saving or
 key, or changing its owner, replaces the entry with a tombstone (no longer usable) or a
 short "read the database" marker (still usable). Entries are written with NX, so a lookup
 that read the database just before a change cannot put the old record back over either.
+
+The database work of a burst is shared: the keys that concurrent requests miss in the cache
+are read together, and the first uses of a minute recorded together, each in one query per
+round instead of one per request (a burst of programs with new keys queued behind a hundred
+queries in the one sync thread, bench/README.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable, Hashable
 from datetime import datetime
+from typing import Generic, TypeVar
 
+from asgiref.sync import sync_to_async
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiKey, User
-from usage.redis import get_async_redis, get_redis
+from chatsite.loops import PerLoop
+from chatsite.redis import get_async_redis, get_redis
 
 TTL = 300
 TOMBSTONE = "-"
@@ -46,11 +57,99 @@ async def find(
         return None, False, also
     if raw and raw != UNCACHED:
         return _from_record(json.loads(raw)), bool(first_use), also
-    key = await ApiKey.objects.select_related("user").filter(digest=digest).afirst()
-    if raw != UNCACHED:
-        value = json.dumps(_record(key)) if key is not None else TOMBSTONE
-        await client.set(_cache_key(digest), value, ex=TTL, nx=True)
+    key = await _key_reads.get().ask((digest, raw != UNCACHED))
     return key, bool(first_use), also
+
+
+async def record_use(pk: int) -> None:
+    """Set a key's `last_used_at` to now, in one query with the other keys used meanwhile."""
+    await _use_writes.get().ask(pk)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Items per query: well under the bound variables SQLite allows in one statement.
+BATCH = 500
+
+
+class _Batches(Generic[K, V]):
+    """One event loop's calls of a database function, served in batches: whoever asks while a
+    batch runs is served by the next one, with everyone else who asked meanwhile.
+
+    `run` takes the items asked for and answers {item: value} (None for an item missing);
+    it runs in the sync thread, as the ORM's async methods do.
+    """
+
+    def __init__(self, run: Callable[[list[K]], dict[K, V]]) -> None:
+        self._run = sync_to_async(run)
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._worker: asyncio.Task[None] | None = None
+
+    async def ask(self, item: K) -> V | None:
+        """`item`'s value, from the next batch."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V | None] = loop.create_future()
+        self._waiting.setdefault(item, []).append(future)
+        if self._worker is None:
+            self._worker = loop.create_task(self._serve())
+        return await future
+
+    async def _serve(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    found = await self._run(list(batch))
+                except BaseException as exc:
+                    for futures in batch.values():
+                        for future in futures:
+                            _fail(future, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for item, futures in batch.items():
+                    for future in futures:
+                        if not future.done():  # its request may have been cancelled
+                            future.set_result(found.get(item))
+        finally:
+            self._worker = None
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        if isinstance(exc, Exception):
+            future.set_exception(exc)
+        else:
+            future.cancel()
+
+
+def _read_keys(asked: list[tuple[str, bool]]) -> dict[tuple[str, bool], ApiKey]:
+    """Keys by (digest, whether to cache what is read); found ones and tombstones for the
+    missing are cached with NX (never over a change's marker) in one round trip."""
+    digests = sorted({digest for digest, _ in asked})
+    found: dict[str, ApiKey] = {}
+    for start in range(0, len(digests), BATCH):
+        rows = ApiKey.objects.select_related("user").filter(digest__in=digests[start:][:BATCH])
+        found.update((key.digest, key) for key in rows)
+    pipe = get_redis().pipeline(transaction=False)
+    for digest in {digest for digest, cache in asked if cache}:
+        key = found.get(digest)
+        value = json.dumps(_record(key)) if key is not None else TOMBSTONE
+        pipe.set(_cache_key(digest), value, ex=TTL, nx=True)
+    pipe.execute()
+    return {item: found[item[0]] for item in asked if item[0] in found}
+
+
+def _write_uses(pks: list[int]) -> dict[int, None]:
+    now = timezone.now()
+    for start in range(0, len(pks), BATCH):
+        ApiKey.objects.filter(pk__in=pks[start:][:BATCH]).update(last_used_at=now)
+    return {}
+
+
+_key_reads: PerLoop[_Batches[tuple[str, bool], ApiKey]] = PerLoop(lambda: _Batches(_read_keys))
+_use_writes: PerLoop[_Batches[int, None]] = PerLoop(lambda: _Batches(_write_uses))
 
 
 def forget(digests: list[str], *, usable: bool) -> None:

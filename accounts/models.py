@@ -70,6 +70,16 @@ class User(AbstractUser):
         self.role = self.Role(role)
         self.save(update_fields=["role", "is_staff", "is_superuser"])
 
+    def deactivate(self) -> None:
+        """Stop the account from signing in and using its keys; its data is kept."""
+        self.is_active = False
+        self.save(update_fields=["is_active"])
+
+    def reactivate(self) -> None:
+        """Let a deactivated account sign in again."""
+        self.is_active = True
+        self.save(update_fields=["is_active"])
+
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def live(self) -> ApiKeyQuerySet:

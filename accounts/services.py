@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from accounts.models import User
+
+# The roles an admin gives to people who are in (pending is only where sign-up starts).
+GRANTABLE_ROLES = (User.Role.ADMIN, User.Role.MEMBER)
 
 
 def signup_open() -> bool:
@@ -29,3 +33,26 @@ def create_account(username: str, password: str, email: str = "") -> User:
     user.set_password(password)
     user.save()
     return user
+
+
+def may_change_access(admin: User, person: User) -> bool:
+    """Whether `admin` may change `person`'s role or deactivate them: anyone but themself."""
+    return person.pk != admin.pk
+
+
+def people(search: str = "") -> QuerySet[User]:
+    """Everyone whose username contains `search`: those waiting for approval first, then the
+    active before the deactivated, each by username."""
+    found = User.objects.annotate(
+        waiting=Case(
+            When(role=User.Role.PENDING, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+    ).order_by("waiting", "-is_active", "username")
+    return found.filter(username__icontains=search) if search else found
+
+
+def waiting_count() -> int:
+    """How many active accounts wait for an admin's approval."""
+    return User.objects.filter(role=User.Role.PENDING, is_active=True).count()

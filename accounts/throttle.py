@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest
 
-from usage import limits
+from accounts import limits
 
 
 @dataclass(frozen=True)

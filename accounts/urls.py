@@ -1,3 +1,5 @@
+"""Sign-up, sign-in, sign-out, password change and the waiting page, under /accounts/."""
+
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views

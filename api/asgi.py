@@ -1,11 +1,10 @@
 """The API door's own ASGI entry: Django's request, URL resolver and responses, without the
 page middleware chain.
 
-Why: Django's ASGI handler runs every `MiddlewareMixin` middleware through `sync_to_async`
-(two thread hops each) and fires the request signals through threads as well. Measured on
-the CI machine, that is ~3.3 ms per request before a view runs (Daphne alone answers in
-~0.9 ms): more than the whole budget for the time the API may add to a first token. Key
-auth needs no session, CSRF, messages or htmx, so `/api/` and `/v1/` come here instead;
+Why not a subclass of Django's `ASGIHandler` with no middleware (measured, bench/README.md):
+its request signals and per-request thread context still cost thread hops on every request,
+a clear loss in worker CPU per request and in the time the API adds to a first token.
+Key auth needs no session, CSRF, messages or htmx, so `/api/` and `/v1/` come here instead;
 the views, their decorators and their responses are the same ones Django's handler serves
 (the test client still reaches them through it).
 
@@ -32,7 +31,9 @@ from django.dispatch import receiver
 from django.http import HttpResponseBase
 from django.urls import Resolver404, resolve
 
+from api import formats
 from api.errors import ApiError, body_too_large
+from api.formats import WireFormat
 from chatsite.middleware import request_id as choose_request_id
 from llm import context as llm_context
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 host_log = logging.getLogger("django.security.DisallowedHost")
 
 URLCONF = "api.urls"
-PREFIXES = ("/api/", "/v1/")
 
 
 class BodyTooLarge(Exception):
@@ -52,35 +52,33 @@ class ClientGone(Exception):
     pass
 
 
-def serves(path: str) -> bool:
-    """Whether a request path belongs to the API door."""
-    return path.startswith(PREFIXES)
+serves = formats.serves
 
 
 async def application(scope: dict, receive: Any, send: Any) -> None:
     """Serve one API request."""
     request_id = _request_id(scope)
-    openai = scope["path"].startswith("/v1/")
+    wire = formats.for_path(scope["path"]) or formats.OLLAMA
     try:
         body = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     except ClientGone:
         return
     except BodyTooLarge:
-        await _send(_error_response(body_too_large(), openai), send, request_id)
+        await _send(wire.error_response(body_too_large()), send, request_id)
         return
     request = ASGIRequest(scope, io.BytesIO(body))
     request.request_id = request_id
     llm_context.request_id.set(request_id)  # names the request in the engine's log lines
     refusal = _host_refusal(request)
     if refusal is not None:
-        await _send(_error_response(refusal, openai), send, request_id)
+        await _send(wire.error_response(refusal), send, request_id)
         return
-    response = await _respond(request, receive, send, openai)
+    response = await _respond(request, receive, send, wire)
     # The ORM work of API views (a key missing from the cache, the ledger row) runs in the
     # one shared sync thread, not a new thread per request as in Django's handler: the hot
-    # path makes no query at all, and thread creation showed up in profiles. Closing the
-    # response fires request_finished, which closes database connections: in the sync
-    # thread while it may hold one, else here, sparing most requests the hop.
+    # path makes no query at all. Closing the response fires request_finished, which closes
+    # database connections: in the sync thread while it may hold one, else here, sparing
+    # most requests the hop.
     if _sync_thread_may_hold_one:
         await sync_to_async(_finish)(response)
     elif response is not None:
@@ -88,13 +86,13 @@ async def application(scope: dict, receive: Any, send: Any) -> None:
 
 
 async def _respond(
-    request: ASGIRequest, receive: Any, send: Any, openai: bool
+    request: ASGIRequest, receive: Any, send: Any, wire: WireFormat
 ) -> HttpResponseBase | None:
     try:
         match = resolve(request.path_info, urlconf=URLCONF)
     except Resolver404:
         message = f"unknown endpoint {request.method} {request.path}"
-        response = _error_response(ApiError(404, message, code="unknown_url"), openai)
+        response = wire.error_response(ApiError(404, message, code="unknown_url"))
         await _send(response, send, request.request_id)
         return response
 
@@ -141,10 +139,6 @@ def _host_refusal(request: ASGIRequest) -> ApiError | None:
         message = f"Invalid Host header {host!r}: this site does not answer to that name"
         return ApiError(400, message, code="invalid_host")
     return None
-
-
-def _error_response(error: ApiError, openai: bool) -> HttpResponseBase:
-    return error.openai_response() if openai else error.ollama_response()
 
 
 async def _read_body(receive: Any, limit: int | None) -> bytes:

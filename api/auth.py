@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts import keycache
 from accounts.models import ApiKey
-from api.errors import model_not_found, unauthorized
+from api.formats import WireFormat
 from llm import catalog
 
 # `last_used_at` is for people reading the keys page: a minute's precision is plenty and
@@ -31,11 +31,11 @@ def presented_key(request: HttpRequest) -> str | None:
     return token
 
 
-async def authenticate(request: HttpRequest, *, openai: bool) -> ApiKey:
+async def authenticate(request: HttpRequest, wire: WireFormat) -> ApiKey:
     """The live key of an active, approved owner; raises a 401 ApiError otherwise."""
     secret = presented_key(request)
     if secret is None or len(secret) > 200:
-        raise unauthorized(openai, secret)
+        raise wire.unauthorized(secret)
     # The model catalog comes along in the same round trip: nearly every call needs it next.
     key, first_use, (catalog_raw,) = await keycache.find(
         ApiKey.digest_of(secret),
@@ -44,15 +44,15 @@ async def authenticate(request: HttpRequest, *, openai: bool) -> ApiKey:
     )
     catalog.use_prefetched(catalog_raw)
     if key is None or not key.is_live or not key.user.may_use_api:
-        raise unauthorized(openai, secret)
+        raise wire.unauthorized(secret)
     if first_use:
         # One write a minute per key, decided in Redis so concurrent requests agree.
         key.last_used_at = timezone.now()
-        await ApiKey.objects.filter(pk=key.pk).aupdate(last_used_at=key.last_used_at)
+        await keycache.record_use(key.pk)  # with the other keys' first uses of a burst
     return key
 
 
-def check_model(key: ApiKey, model: str, *, openai: bool) -> None:
+def check_model(key: ApiKey, model: str, wire: WireFormat) -> None:
     """A model outside the key's list looks exactly like a model that does not exist."""
     if not key.allows_model(model):
-        raise model_not_found(model, openai)
+        raise wire.model_not_found(model)

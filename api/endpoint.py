@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import ApiKey
 from api.auth import authenticate
 from api.errors import ApiError, body_too_large
+from api.formats import WireFormat
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ def _request_id(request: HttpRequest) -> str:
 View = Callable[..., Awaitable[HttpResponseBase]]
 
 
-def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
-    """An async API view called as `view(request, key, ...)`; never a bare 500 or HTML page.
+def endpoint(*methods: str, wire: WireFormat) -> Callable[[View], View]:
+    """An async API view called as `view(request, key, ...)`; never a bare 500 or HTML page,
+    every refusal in the shape of `wire`.
 
     Key auth, no cookies: CSRF does not apply, and the session is never read.
     """
@@ -43,13 +45,12 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                         f"method {request.method} not allowed here; use {allowed}",
                         headers={"Allow": allowed},
                     )
-                key: ApiKey = await authenticate(request, openai=openai)
+                key: ApiKey = await authenticate(request, wire)
                 return await view(request, key, *args, **kwargs)
             except RequestDataTooBig:
-                error = body_too_large()
-                return error.openai_response() if openai else error.ollama_response()
+                return wire.error_response(body_too_large())
             except ApiError as exc:
-                return exc.openai_response() if openai else exc.ollama_response()
+                return wire.error_response(exc)
             except redis.RedisError as exc:
                 # Keys, the catalog and the meter live in Redis: without it nothing can be
                 # checked, which is worth a retry, not an internal error.
@@ -61,7 +62,7 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                     type="server_error",
                     headers={"Retry-After": "5"},
                 )
-                return error.openai_response() if openai else error.ollama_response()
+                return wire.error_response(error)
             except Exception:
                 log.exception("API request %s failed", _request_id(request))
                 error = ApiError(
@@ -70,7 +71,7 @@ def endpoint(*methods: str, openai: bool) -> Callable[[View], View]:
                     code="server_error",
                     type="server_error",
                 )
-                return error.openai_response() if openai else error.ollama_response()
+                return wire.error_response(error)
 
         return run
 

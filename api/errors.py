@@ -1,16 +1,15 @@
-"""Errors of the platform API, in the shape each protocol expects (PROTOCOLS.md 1.4, 2.4).
+"""Refusals of the platform API, and the engine's and the meter's errors turned into them.
 
-One `ApiError` carries everything both shapes need; the Ollama door renders it as
-`{"error": "..."}`, the OpenAI door as `{"error": {message, type, param, code}}`.
+An `ApiError` carries what both wire formats need (status, message, OpenAI's type, param
+and code, extra headers); `api.formats` renders it in the shape of the request's format.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.http import HttpResponse
 
 from llm.errors import (
     InvalidRequest,
@@ -54,60 +53,11 @@ class ApiError(Exception):
     def openai_type(self) -> str:
         return self.type or _OPENAI_TYPES.get(self.status, "api_error")
 
-    def ollama_body(self) -> dict:
-        return {"error": self.message}
-
-    def openai_body(self) -> dict:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.openai_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def ollama_response(self) -> HttpResponse:
-        return self._response(self.ollama_body())
-
-    def openai_response(self) -> HttpResponse:
-        return self._response(self.openai_body())
-
-    def _response(self, body: dict) -> HttpResponse:
-        response = HttpResponse(json.dumps(body), status=self.status, content_type=JSON)
-        for name, value in self.headers.items():
-            response[name] = value
-        return response
-
 
 def body_too_large() -> ApiError:
     """A request body over DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_MB)."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
     return ApiError(413, f"request body too large: the limit is {limit} MiB")
-
-
-def unauthorized(openai: bool, presented: str | None) -> ApiError:
-    """401 for a missing, wrong, revoked or expired key (which one is never said)."""
-    if not openai:
-        return ApiError(401, "unauthorized", code="invalid_api_key")
-    if presented:
-        shown = f"{presented[:3]}…{presented[-4:]}" if len(presented) > 8 else "…"
-        message = f"Incorrect API key provided: {shown}. Create a key on this site's API keys page."
-    else:
-        message = (
-            "Incorrect API key provided: none. Send it as 'Authorization: Bearer <key>'; "
-            "create one on this site's API keys page."
-        )
-    return ApiError(401, message, code="invalid_api_key", type="invalid_request_error")
-
-
-def model_not_found(model: str, openai: bool) -> ApiError:
-    """404 for a model nobody serves, or one this key may not use (not revealed)."""
-    if openai:
-        message = f"The model `{model}` does not exist or you do not have access to it."
-    else:
-        message = f"model '{model}' not found"
-    return ApiError(404, message, code="model_not_found", param="model")
 
 
 def from_refusal(refused: Refused) -> ApiError:
@@ -127,10 +77,11 @@ def from_refusal(refused: Refused) -> ApiError:
     )
 
 
-def from_engine(exc: LLMError, model: str, openai: bool) -> ApiError:
-    """The API's answer to an engine error, with a message that names the model."""
+def engine_error(exc: LLMError, model: str, not_found: Callable[[str], ApiError]) -> ApiError:
+    """The API's answer to an engine error, with a message that names the model
+    (`not_found` words the 404 of a model nobody serves in the request's format)."""
     if isinstance(exc, ModelNotFound):
-        return model_not_found(exc.model or model, openai)
+        return not_found(exc.model or model)
     if isinstance(exc, InvalidRequest):
         return ApiError(400, exc.message, param=exc.param)
     if isinstance(exc, UpstreamUnavailable):
@@ -150,12 +101,3 @@ def from_engine(exc: LLMError, model: str, openai: bool) -> ApiError:
     if isinstance(exc, UpstreamInterrupted):
         return ApiError(502, f"model '{model}': {exc.message}", code="upstream_interrupted")
     return ApiError(502, f"model '{model}': {exc.message}", code="upstream_error")
-
-
-def in_stream(exc: BaseException, model: str, openai: bool) -> ApiError:
-    """The error sent in-band once a stream has started."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, LLMError):
-        return from_engine(exc, model, openai)
-    return ApiError(500, f"model '{model}': the reply failed on the server", code="server_error")

@@ -9,8 +9,9 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from accounts.models import ApiKey
 from api import ndjson, validation
 from api.endpoint import endpoint
-from api.errors import JSON, ApiError, from_engine, in_stream
-from api.ndjson import NDJSON, Lines
+from api.errors import JSON, ApiError
+from api.formats import OLLAMA
+from api.ndjson import NDJSON, OllamaStreamEncoder
 from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
 from llm.catalog import CatalogModel, list_models
 from llm.client import embed as engine_embed
@@ -49,7 +50,7 @@ def _check_common(body: dict, fields: dict[str, tuple[str, str]]) -> None:
     validation.check_keep_alive(body.get("keep_alive"))
 
 
-@endpoint("POST", openai=False)
+@endpoint("POST", wire=OLLAMA)
 async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHttpResponse:
     """POST /api/chat: NDJSON unless `"stream": false`."""
     body = validation.read_body(request, "ChatRequest")
@@ -58,11 +59,11 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
     messages = validation.check_messages(body.get("messages") or [])
     _check_common(body, validation.CHAT_FIELDS)
     format = validation.check_format(body.get("format"))
-    target = await find_model(key, model, openai=False)
+    target = await find_model(key, model, OLLAMA)
     stream = body.get("stream") is not False
-    lines = Lines(model, chat=True)
+    encoder = OllamaStreamEncoder(model, chat=True)
     if not messages:
-        return _load_answer(lines, body, stream)
+        return _load_answer(encoder, body, stream)
     relay = await begin(
         key,
         target,
@@ -77,15 +78,15 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
             stream=stream,
             target=target,
         ),
-        openai=False,
+        wire=OLLAMA,
         prompt_estimate=estimate_prompt_tokens(messages),
     )
     if stream:
-        return ndjson_response(encode(relay, lines, context=False))
-    return json_response(await whole(relay, lines, context=False))
+        return ndjson_response(encode(relay, encoder, context=False))
+    return json_response(await whole(relay, encoder, context=False))
 
 
-@endpoint("POST", openai=False)
+@endpoint("POST", wire=OLLAMA)
 async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHttpResponse:
     """POST /api/generate: a prompt completion, NDJSON unless `"stream": false`."""
     body = validation.read_body(request, "GenerateRequest")
@@ -97,12 +98,12 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
     raw = bool(body.get("raw"))
     if raw and (body.get("template") or body.get("system") or body.get("context")):
         raise ApiError(400, "raw mode does not support template, system, or context")
-    target = await find_model(key, model, openai=False)
+    target = await find_model(key, model, OLLAMA)
     stream = body.get("stream") is not False
-    lines = Lines(model, chat=False)
+    encoder = OllamaStreamEncoder(model, chat=False)
     prompt = body.get("prompt") or ""
     if not prompt and not body.get("images"):
-        return _load_answer(lines, body, stream)
+        return _load_answer(encoder, body, stream)
     relay = await begin(
         key,
         target,
@@ -122,36 +123,38 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
             stream=stream,
             target=target,
         ),
-        openai=False,
+        wire=OLLAMA,
         prompt_estimate=prompt_estimate(prompt, body.get("system") or ""),
     )
     if stream:
-        return ndjson_response(encode(relay, lines, context=not raw))
-    return json_response(await whole(relay, lines, context=not raw))
+        return ndjson_response(encode(relay, encoder, context=not raw))
+    return json_response(await whole(relay, encoder, context=not raw))
 
 
-def _load_answer(lines: Lines, body: dict, stream: bool) -> HttpResponse:
+def _load_answer(encoder: OllamaStreamEncoder, body: dict, stream: bool) -> HttpResponse:
     """An empty turn loads the model (or unloads it with keep_alive 0), as Ollama answers."""
-    answer = lines.base(done=True)
+    answer = encoder.base(done=True)
     answer["done_reason"] = "unload" if body.get("keep_alive") in (0, "0", "0s") else "load"
     if stream:
         return HttpResponse(ndjson.dumps(answer) + b"\n", content_type=NDJSON)
     return json_response(answer)
 
 
-async def encode(relay: Relay, lines: Lines, *, context: bool) -> AsyncIterator[bytes]:
+async def encode(
+    relay: Relay, encoder: OllamaStreamEncoder, *, context: bool
+) -> AsyncIterator[bytes]:
     """The NDJSON lines of a started generation; an error once started is one last line."""
     error: BaseException | None = None
     try:
         async for event in relay:
             if isinstance(event, Delta):
                 if event.text or event.thinking:
-                    yield lines.delta(event.text, event.thinking)
+                    yield encoder.delta(event.text, event.thinking)
             elif isinstance(event, ToolCalls):
-                yield lines.tool_calls(event.calls)
-        yield lines.final(relay.finished, relay.clock, context=context)
+                yield encoder.tool_calls(event.calls)
+        yield encoder.final(relay.finished, relay.clock, context=context)
     except LLMError as exc:
-        yield ndjson.error_line(in_stream(exc, relay.model, openai=False).message)
+        yield OLLAMA.stream_error(exc, relay.model)
     except BaseException as exc:
         error = exc
         raise
@@ -159,12 +162,12 @@ async def encode(relay: Relay, lines: Lines, *, context: bool) -> AsyncIterator[
         await relay.close(error)  # a no-op unless the client left before the relay began
 
 
-async def whole(relay: Relay, lines: Lines, *, context: bool) -> dict:
+async def whole(relay: Relay, encoder: OllamaStreamEncoder, *, context: bool) -> dict:
     """The one JSON object of a `"stream": false` request (errors stay non-2xx)."""
-    collected = await collect(relay, openai=False)
-    answer = lines.final_object(relay.finished, relay.clock, context=context)
-    reply = answer["message"] if lines.chat else answer
-    reply["content" if lines.chat else "response"] = collected.text
+    collected = await collect(relay, OLLAMA)
+    answer = encoder.final_object(relay.finished, relay.clock, context=context)
+    reply = answer["message"] if encoder.chat else answer
+    reply["content" if encoder.chat else "response"] = collected.text
     if collected.thinking:
         reply["thinking"] = collected.thinking
     if collected.calls:
@@ -200,17 +203,17 @@ async def _visible_models(key: ApiKey) -> list[CatalogModel]:
     try:
         models = await list_models()
     except LLMError as exc:
-        raise from_engine(exc, "*", openai=False) from None
+        raise OLLAMA.engine_error(exc, "*") from None
     return [entry for entry in models if key.allows_model(entry.name)]
 
 
-@endpoint("GET", "HEAD", openai=False)
+@endpoint("GET", "HEAD", wire=OLLAMA)
 async def tags(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """GET /api/tags: the models this key may use."""
     return json_response({"models": [_tag(entry) for entry in await _visible_models(key)]})
 
 
-@endpoint("POST", openai=False)
+@endpoint("POST", wire=OLLAMA)
 async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """POST /api/show: what the catalog knows of a model (`model_info` always present)."""
     body = validation.read_body(request, "ShowRequest")
@@ -218,7 +221,7 @@ async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
     name = body.get("model") or body.get("name") or ""
     if not name:
         raise ApiError(400, "model is required", param="model")
-    entry = (await find_model(key, name, openai=False)).entry
+    entry = (await find_model(key, name, OLLAMA)).entry
     details = _details(entry)
     model_info = {"general.architecture": details["family"]} if details["family"] else {}
     return json_response(
@@ -234,19 +237,19 @@ async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
     )
 
 
-@endpoint("GET", "HEAD", openai=False)
+@endpoint("GET", "HEAD", wire=OLLAMA)
 async def version(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """GET /api/version."""
     return json_response({"version": OLLAMA_VERSION})
 
 
-@endpoint("GET", openai=False)
+@endpoint("GET", wire=OLLAMA)
 async def ps(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """GET /api/ps: the engine does not track loaded models, so none are listed."""
     return json_response({"models": []})
 
 
-@endpoint("POST", openai=False)
+@endpoint("POST", wire=OLLAMA)
 async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """POST /api/embed: one vector per input string, from either kind of upstream."""
     body = validation.read_body(request, "EmbedRequest")
@@ -256,7 +259,7 @@ async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
     validation.check_ranges(body, validation.EMBED_FIELDS)
     validation.check_options(body.get("options"))
     validation.check_keep_alive(body.get("keep_alive"))
-    target = await find_model(key, model, openai=False)
+    target = await find_model(key, model, OLLAMA)
     if not texts:  # Ollama answers an empty input with no vectors
         return json_response({"model": model, "embeddings": []})
     result = await embed_metered(
@@ -271,7 +274,7 @@ async def embed(request: HttpRequest, key: ApiKey) -> HttpResponse:
             dimensions=body.get("dimensions"),
             target=target,
         ),
-        openai=False,
+        wire=OLLAMA,
         prompt_estimate=prompt_estimate(*texts),
     )
     answer: dict = {"model": model, "embeddings": result.vectors}

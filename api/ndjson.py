@@ -1,4 +1,4 @@
-"""Ollama-native encoding: NDJSON lines for /api/chat and /api/generate (PROTOCOLS.md 1.1-1.2).
+"""Ollama-native encoding: NDJSON lines for /api/chat and /api/generate (docs/api.md, Streams).
 
 Per-token lines are assembled from pre-built byte pieces: the model name and the fixed
 parts of a line are encoded once per stream, only the text and the timestamp per token.
@@ -99,8 +99,9 @@ class Clock:
         return max((self.first or time.perf_counter_ns()) - self.started, 1)
 
 
-class Lines:
-    """The NDJSON lines of one /api/chat (`chat=True`) or /api/generate stream."""
+class OllamaStreamEncoder:
+    """Encodes the reply of one /api/chat (`chat=True`) or /api/generate call: its NDJSON
+    lines, or the one JSON object of a `"stream": false` request."""
 
     def __init__(self, model: str, *, chat: bool) -> None:
         self.chat = chat

@@ -12,9 +12,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from accounts.models import ApiKey
 from api import openai_validation, sse, validation
 from api.endpoint import endpoint
-from api.errors import JSON, ApiError, from_engine, in_stream
+from api.errors import JSON, ApiError
+from api.formats import OPENAI
 from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
-from api.sse import EVENT_STREAM, Events
+from api.sse import EVENT_STREAM, OpenAIStreamEncoder
 from llm.catalog import CatalogModel, list_models
 from llm.client import embed as engine_embed
 from llm.client import stream_chat
@@ -28,7 +29,7 @@ def json_response(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(json.dumps(body, separators=(",", ":")), status=status, content_type=JSON)
 
 
-@endpoint("POST", openai=True)
+@endpoint("POST", wire=OPENAI)
 async def chat_completions(
     request: HttpRequest, key: ApiKey
 ) -> HttpResponse | StreamingHttpResponse:
@@ -43,7 +44,7 @@ async def chat_completions(
         # A shape the translation did not expect is still the caller's mistake, not a 500.
         raise ApiError(400, "the request body does not match the chat completions schema") from None
     tools = None if body.get("tool_choice") == "none" else native.tools
-    target = await find_model(key, native.model, openai=True)
+    target = await find_model(key, native.model, OPENAI)
     relay = await begin(
         key,
         target,
@@ -57,13 +58,13 @@ async def chat_completions(
             stream=native.stream,
             target=target,
         ),
-        openai=True,
+        wire=OPENAI,
         prompt_estimate=estimate_prompt_tokens(native.messages),
     )
     if not native.stream:
         return json_response(await whole(relay, native.model))
     response = StreamingHttpResponse(
-        encode(relay, Events(native.model, include_usage=native.include_usage)),
+        encode(relay, OpenAIStreamEncoder(native.model, include_usage=native.include_usage)),
         content_type=EVENT_STREAM,
     )
     response["Cache-Control"] = "no-cache"
@@ -71,27 +72,27 @@ async def chat_completions(
     return response
 
 
-async def encode(relay: Relay, events: Events) -> AsyncIterator[bytes]:
+async def encode(relay: Relay, encoder: OpenAIStreamEncoder) -> AsyncIterator[bytes]:
     """The SSE events of a started completion; an error once started is one last event."""
     error: BaseException | None = None
     called_tools = False
     try:
-        yield events.role()
+        yield encoder.role()
         async for event in relay:
             if isinstance(event, Delta):
                 if event.thinking:
-                    yield events.reasoning(event.thinking)
+                    yield encoder.reasoning(event.thinking)
                 if event.text:
-                    yield events.content(event.text)
+                    yield encoder.content(event.text)
             elif isinstance(event, ToolCalls):
                 called_tools = True
-                yield events.tool_calls(event.calls)
-        yield events.finish(sse.finish_reason(relay.finished, called_tools))
-        if events.include_usage:
-            yield events.usage(relay.finished)
+                yield encoder.tool_calls(event.calls)
+        yield encoder.finish(sse.finish_reason(relay.finished, called_tools))
+        if encoder.include_usage:
+            yield encoder.usage(relay.finished)
         yield sse.DONE
     except LLMError as exc:
-        yield sse.error_event(in_stream(exc, relay.model, openai=True).openai_body())
+        yield OPENAI.stream_error(exc, relay.model)
     except BaseException as exc:
         error = exc
         raise
@@ -101,7 +102,7 @@ async def encode(relay: Relay, events: Events) -> AsyncIterator[bytes]:
 
 async def whole(relay: Relay, model: str) -> dict:
     """The chat.completion of a non-streaming request (errors stay non-2xx)."""
-    collected = await collect(relay, openai=True)
+    collected = await collect(relay, OPENAI)
     return sse.completion(
         model,
         text=collected.text,
@@ -111,7 +112,7 @@ async def whole(relay: Relay, model: str) -> dict:
     )
 
 
-@endpoint("POST", openai=True)
+@endpoint("POST", wire=OPENAI)
 async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """POST /v1/embeddings: floats, or base64 float32 as the openai SDKs ask by default."""
     body = openai_validation.read_body(request)
@@ -122,12 +123,12 @@ async def embeddings(request: HttpRequest, key: ApiKey) -> HttpResponse:
     openai_validation.check_embeddings(body)
     encoding = body.get("encoding_format") or "float"
     dimensions = body.get("dimensions")
-    target = await find_model(key, model, openai=True)
+    target = await find_model(key, model, OPENAI)
     result = await embed_metered(
         key,
         target,
         lambda: engine_embed(model, texts, dimensions=dimensions, target=target),
-        openai=True,
+        wire=OPENAI,
         prompt_estimate=prompt_estimate(*texts),
     )
     data = [
@@ -170,18 +171,18 @@ def _model(entry: CatalogModel) -> dict:
     }
 
 
-@endpoint("GET", openai=True)
+@endpoint("GET", wire=OPENAI)
 async def models(request: HttpRequest, key: ApiKey) -> HttpResponse:
     """GET /v1/models: the models this key may use (`data` is always an array)."""
     try:
         entries = await list_models()
     except LLMError as exc:
-        raise from_engine(exc, "*", openai=True) from None
+        raise OPENAI.engine_error(exc, "*") from None
     data = [_model(entry) for entry in entries if key.allows_model(entry.name)]
     return json_response({"object": "list", "data": data})
 
 
-@endpoint("GET", openai=True)
+@endpoint("GET", wire=OPENAI)
 async def model(request: HttpRequest, key: ApiKey, model_id: str) -> HttpResponse:
     """GET /v1/models/{id}; ids may contain `:` and `/`."""
-    return json_response(_model((await find_model(key, model_id, openai=True)).entry))
+    return json_response(_model((await find_model(key, model_id, OPENAI)).entry))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from accounts.models import ApiKey
 from api.auth import check_model
-from api.errors import from_engine, from_refusal, model_not_found
+from api.errors import from_refusal
+from api.formats import WireFormat
 from api.ndjson import Clock
 from llm.client import Target, find_target
 from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
@@ -124,7 +125,7 @@ class Reply:
     calls: list[ToolCall]
 
 
-async def collect(relay: Relay, *, openai: bool) -> Reply:
+async def collect(relay: Relay, wire: WireFormat) -> Reply:
     """Run the relay to its end; an engine error becomes a non-2xx ApiError."""
     text: list[str] = []
     thinking: list[str] = []
@@ -137,7 +138,7 @@ async def collect(relay: Relay, *, openai: bool) -> Reply:
             elif isinstance(event, ToolCalls):
                 calls.extend(event.calls)
     except LLMError as exc:
-        raise from_engine(exc, relay.model, openai) from None
+        raise wire.engine_error(exc, relay.model) from None
     return Reply("".join(text), "".join(thinking), calls)
 
 
@@ -156,13 +157,13 @@ def prompt_estimate(*texts: str) -> int:
     return sum(estimate_tokens(text) for text in texts)
 
 
-async def find_model(key: ApiKey, name: str, *, openai: bool) -> Target:
+async def find_model(key: ApiKey, name: str, wire: WireFormat) -> Target:
     """Where a model this key may use is served; a 404 ApiError otherwise."""
-    check_model(key, name, openai=openai)
+    check_model(key, name, wire)
     try:
         return await find_target(name)
     except ModelNotFound:
-        raise model_not_found(name, openai) from None
+        raise wire.model_not_found(name) from None
 
 
 async def _admit(key: ApiKey, prompt_estimate: int) -> Admission:
@@ -180,7 +181,7 @@ async def begin(
     target: Target,
     events: Callable[[], AsyncIterator[Event]],
     *,
-    openai: bool,
+    wire: WireFormat,
     prompt_estimate: int,
 ) -> Relay:
     """Admit the generation, start the engine and wait for its first event.
@@ -200,7 +201,7 @@ async def begin(
     try:
         await relay.start()
     except LLMError as exc:
-        raise from_engine(exc, target.model, openai) from None
+        raise wire.engine_error(exc, target.model) from None
     return relay
 
 
@@ -209,7 +210,7 @@ async def embed_metered(
     target: Target,
     call: Callable[[], Awaitable[Embedded]],
     *,
-    openai: bool,
+    wire: WireFormat,
     prompt_estimate: int,
 ) -> Embedded:
     """Admit an embeddings call, run it and charge it (its input tokens) exactly once.
@@ -225,7 +226,7 @@ async def embed_metered(
     except BaseException as exc:
         error = exc
         if isinstance(exc, LLMError):
-            raise from_engine(exc, target.model, openai) from None
+            raise wire.engine_error(exc, target.model) from None
         raise
     finally:
         await admission.charge(

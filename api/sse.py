@@ -1,4 +1,4 @@
-"""OpenAI encoding: chat.completion objects and SSE chunk events (PROTOCOLS.md 2.2-2.3).
+"""OpenAI encoding: chat.completion objects and SSE chunk events (docs/api.md, Streams).
 
 Every event is one whole `data: <json>\\n\\n`; the per-token event is assembled from byte
 pieces built once per stream.
@@ -91,8 +91,9 @@ def completion(
     }
 
 
-class Events:
-    """The SSE events of one streamed completion: same id and created on every chunk."""
+class OpenAIStreamEncoder:
+    """Encodes one streamed chat completion as SSE chunk events (the same id and `created`
+    on every chunk)."""
 
     def __init__(self, model: str, *, include_usage: bool) -> None:
         self.id = completion_id()

@@ -64,13 +64,18 @@ def start_daphne(
     *,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
+    cwd: Path = ROOT,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """A Daphne on a free loopback port, once it answers /health; returns it and its port."""
+    """A Daphne on a free loopback port, once it answers /health; returns it and its port.
+
+    `cwd`: the copy of the code it runs (another checkout, to compare two versions)."""
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    # As the product's launcher runs it (chatsite.embedded): its listener, its server.
+    command = ["-m", "chatsite.serve", "-e", daphne_endpoint("127.0.0.1", port), application]
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-e", daphne_endpoint("127.0.0.1", port), application],
-        cwd=ROOT,
+        [sys.executable, *command],
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=log,

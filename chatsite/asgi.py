@@ -44,8 +44,9 @@ async def application(scope: dict, receive: object, send: object) -> None:
     recovery.ensure_sweeping()
     await router(scope, receive, send)
 
+
 # Everything loaded so far (Django, the apps, the URL map, the libraries) lives as long as
-# the process: move it out of the collector's sight. A full collection scanned it all and
-# stalled the worker 50-70 ms at a time, mid-stream (bench/README.md).
+# the process: move it out of the collector's sight, so that full collections, which would
+# scan it all, do not stall the worker mid-stream (bench/README.md).
 gc.collect()
 gc.freeze()

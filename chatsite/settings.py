@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "usage",
     "conversations",
     "api",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,10 @@ LOGGING = {
 
 # Every worker looks for replies whose worker died (conversations/recovery.py).
 ORPHAN_SWEEP = env_bool("ORPHAN_SWEEP", True)
+
+# Use only the libraries' public APIs, never the private parts that the adapter modules
+# (chatsite/*_adapter.py and others) reach into for speed; CI runs tests this way too.
+LIBRARY_FALLBACKS = env_bool("LIBRARY_FALLBACKS", False)
 
 # A generation's concurrency slot and token reservation are a lease of this many seconds,
 # renewed by its worker while it runs: a worker that died frees them within one lease.

@@ -1,3 +1,5 @@
+"""The site's URL map: health, accounts, keys, staff console, Django's admin, API, chat."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -8,11 +10,9 @@ from chatsite import views
 urlpatterns = [
     path("health", views.health, name="health"),
     path("accounts/", include("accounts.urls")),
-    path("staff/", include("accounts.staff_urls")),
+    path("staff/", include("console.urls")),
     path("keys/", include("accounts.key_urls")),
     path("django-admin/", admin.site.urls),
     path("", include("api.urls")),
-    path("", include("llm.urls")),
-    path("", include("usage.urls")),
     path("", include("conversations.urls")),
 ]

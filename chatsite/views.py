@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from usage.redis import ping_redis
+from chatsite.redis import ping_redis
 
 
 def health(request: HttpRequest) -> JsonResponse:

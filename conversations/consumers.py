@@ -6,20 +6,11 @@ updates newer than what it sent. A reply it shows as streaming that goes quiet f
 seconds is checked against its snapshot, so a lost frame, even the final one, is
 recovered without waiting for another.
 
-Who may use it: a socket belongs to the session it was opened with. Every frame from the page
-is authorized again, in the same database call that serves it: the session must still exist
-and be signed in as the conversation's owner, the owner's password (session auth hash) must
-be the one the socket started with, and the owner must still be allowed to chat. Otherwise,
-and as soon as `accounts.signals` pushes a sign-out or an access change to the owner's
-account group, the socket is closed with FORBIDDEN (4403), which the page reads as "reload"
-and htmx does not retry.
-
-Frames it cannot use get a clear error under the composer and the socket stays open: text
-that is not JSON or is nested too deep to decode, text with an unpaired surrogate (valid
-JSON, but no UTF-8 exists for it: the database and the socket would fail on it later), and
-binary frames. (Daphne lets an application close only with 1000 or 3000-4999, so 1003 and
-1007 are not ours to send. A text frame that is not UTF-8 never reaches the consumer: Daphne
-drops that connection itself, and the browser reports 1006 and reconnects.)
+Who may use it: every frame is authorized again (`socket_sessions`). A socket whose session
+no longer stands, and one whose owner's account group gets a sign-out or an access change
+from `accounts.signals`, is closed with FORBIDDEN (4403), which the page reads as "reload"
+and htmx does not retry. Frames it cannot use (`socket_frames`) get a clear error under the
+composer and the socket stays open.
 
 Redis down: the meter cannot admit a turn, so the reply is saved as an error with Retry and
 shown on this socket directly (not through the channel layer, which is on the same Redis).
@@ -33,27 +24,19 @@ refused at the handshake, which htmx retries.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-from dataclasses import dataclass
-from functools import cache
-from importlib import import_module
 from typing import Any
 
 import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
-from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import constant_time_compare
 
-from accounts.models import User
 from accounts.signals import account_group, session_tag
-from conversations import fragments, recovery, runner, services, snapshots
-from conversations.forms import MessageForm
+from chatsite import channels_adapter
+from conversations import fragments, recovery, runner, services, snapshots, socket_frames
 from conversations.models import Conversation, Message
+from conversations.socket_sessions import Refusal, SocketSession, authorize, begin
 from llm import catalog
 from llm.tokens import estimate_prompt_tokens
 from usage.services import Refused, admit
@@ -73,40 +56,11 @@ STOP_UNREACHABLE = (
     "The reply could not be stopped: the server cannot reach its message store right now. "
     "Try again in a moment."
 )
-UNREADABLE = "That message could not be read. Reload the page and try again."
-NOT_TEXT = "That message could not be read: the chat takes text messages only."
-BROKEN_CHARACTER = (
-    "Your message contains a broken character (shown as \ufffd). Remove it and send again."
-)
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-@dataclass
-class _Unreadable:
-    """A frame the consumer cannot act on: what to tell the page, and text to put back."""
-
-    error: str
-    text: str = ""
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_id: int
     group: str
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            content = json.loads(text_data)
-        except (ValueError, RecursionError):
-            return _Unreadable(UNREADABLE)
-        if _has_lone_surrogate(content):
-            # A new message goes back in the box, readable; an edit stays in its own form.
-            sent = isinstance(content, dict) and content.get("action") == "send"
-            text = content.get("content") if sent else None
-            restore = _SURROGATE.sub("\ufffd", text) if isinstance(text, str) else ""
-            return _Unreadable(BROKEN_CHARACTER, restore)
-        return content
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,9 +88,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         async with self.lock:
-            # Update frames touch no database: skip Channels' close_old_connections, a
-            # thread hop per frame per socket. Everything else goes the usual way.
-            if message["type"] == "reply.frame":
+            # Update frames touch no database: past Channels' dispatch, which would hop to
+            # a thread to close old database connections (see the adapter).
+            if message["type"] == "reply.frame" and channels_adapter.may_bypass_dispatch():
                 await self.reply_frame(message)
             else:
                 await super().dispatch(message)
@@ -179,11 +133,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
-        if text_data is None:
-            content: Any = _Unreadable(NOT_TEXT)
-        else:
-            content = await self.decode_json(text_data)
-        await self.receive_json(content, **kwargs)
+        await self.receive_json(socket_frames.decode(text_data), **kwargs)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         # Frames carry no CSRF token: every one is authorized again (for a turn, in the
@@ -196,7 +146,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if conversation is None:
             await self._refuse()
             return
-        if isinstance(content, _Unreadable):
+        if isinstance(content, socket_frames.Unreadable):
             await self._composer_error(content.error, content.text, conversation, "send")
         elif action == "stop":
             await self._stop(conversation)
@@ -204,13 +154,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _turn(self, action: str, content: dict) -> None:
         models = await _model_names()
         user = self.scope.get("user")
-        result = await database_sync_to_async(_begin)(
+        result = await database_sync_to_async(begin)(
             self._socket_session(user.pk), self.conversation_id, action, content, models
         )
         if result is None:
             await self._refuse()
             return
-        if isinstance(result, _Refusal):
+        if isinstance(result, Refusal):
             await self._composer_error(result.error, result.text, result.conversation, action)
             return
         admission, refused = None, None
@@ -356,13 +306,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # -- helpers --------------------------------------------------------------------
 
-    def _socket_session(self, user_id: int) -> _SocketSession:
-        return _SocketSession(user_id, self.session_key, self.auth_hash)
+    def _socket_session(self, user_id: int) -> SocketSession:
+        return SocketSession(user_id, self.session_key, self.auth_hash)
 
     async def _conversation(self) -> Conversation | None:
-        """The conversation, if this socket's session may still use it (see `_authorize`)."""
+        """The conversation, if this socket's session may still use it (see `authorize`)."""
         user = self.scope.get("user")
-        return await database_sync_to_async(_authorize)(
+        return await database_sync_to_async(authorize)(
             self._socket_session(user.pk), self.conversation_id
         )
 
@@ -390,82 +340,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=fragments.messages_frame(items))
 
 
-@dataclass
-class _SocketSession:
-    """Who a socket was opened by: the owner, their session, their password's auth hash."""
-
-    user_id: int
-    session_key: str
-    auth_hash: str
-
-
-def _authorize(session: _SocketSession, conversation_id: int) -> Conversation | None:
-    """The conversation if the socket's session still stands and its owner may use it.
-
-    The session must still exist (not signed out, not expired) and be signed in as the
-    owner, and the owner's password must be the one the socket was opened with (the same
-    test Django applies to the session's requests, by the session auth hash).
-    """
-    conversation = services.find_conversation_for_user(session.user_id, conversation_id)
-    if conversation is None or not _session_stands(session, conversation.owner):
-        return None
-    return conversation
-
-
-def _session_stands(session: _SocketSession, owner: User) -> bool:
-    data = _session_store()(session.session_key).load()
-    return str(data.get(SESSION_KEY, "")) == str(owner.pk) and constant_time_compare(
-        owner.get_session_auth_hash(), session.auth_hash
-    )
-
-
-@cache
-def _session_store() -> type[SessionBase]:
-    return import_module(settings.SESSION_ENGINE).SessionStore
-
-
-@dataclass
-class _Refusal:
-    error: str
-    text: str
-    conversation: Conversation
-
-
-def _begin(
-    session: _SocketSession, conversation_id: int, action: str, content: dict, models: list[str]
-) -> services.Turn | _Refusal | None:
-    """Authorize, validate and begin a turn, in one trip to the database thread.
-
-    None when the socket's session may no longer use the conversation.
-    """
-    conversation = _authorize(session, conversation_id)
-    if conversation is None:
-        return None
-    data = {
-        "content": content.get("content", ""),
-        "model": content.get("model") or conversation.model,
-    }
-    form = MessageForm(data, models=models, content_required=action != "regenerate")
-    if not form.is_valid():
-        return _Refusal(form.summary(), data["content"], conversation)
-    text, model = form.cleaned_data["content"], form.cleaned_data["model"]
-    try:
-        if action == "send":
-            return services.begin_turn(conversation, text, model)
-        if action == "edit":
-            return services.begin_edit(conversation, _int(content.get("message_id")), text, model)
-        return services.begin_regeneration(conversation, model)
-    except (services.Busy, services.NotAllowed) as exc:
-        return _Refusal(exc.message, text, conversation)
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
 def _latest_turn(conversation_id: int) -> list[Message]:
     conversation = Conversation.objects.get(pk=conversation_id)
     return services.latest_turn(conversation)
@@ -475,22 +349,6 @@ def _is_streaming(message_id: int) -> bool:
     return Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).exists()
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether decoded JSON holds a string with an unpaired surrogate (JSON's "\\ud800")."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
 def _streaming_reply(conversation_id: int) -> Message | None:
     return Message.objects.filter(
         conversation_id=conversation_id, status=Message.Status.STREAMING
@@ -498,8 +356,4 @@ def _streaming_reply(conversation_id: int) -> Message | None:
 
 
 async def _model_names() -> list[str]:
-    try:
-        return [model.name for model in await catalog.list_models()]
-    except Exception:
-        log.exception("the model catalog is unavailable")
-        return []
+    return await catalog.model_names()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
@@ -25,7 +24,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from chatsite.loops import PerLoop
 from conversations import runner, services, snapshots
+from conversations.keeper import keepers
 from conversations.models import Message
 
 log = logging.getLogger(__name__)
@@ -34,23 +35,14 @@ SWEEP_INTERVAL = 1.5
 # A reply younger than its first heartbeat's lifetime may not have written one yet.
 GRACE = timedelta(seconds=snapshots.HEARTBEAT_TTL)
 
-_sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def ensure_sweeping() -> None:
     """Start this worker's sweeper if it is not running (cheap; call it on any request).
 
     `ORPHAN_SWEEP` off (the in-process test suite) leaves sweeping to explicit calls.
     """
-    if not settings.ORPHAN_SWEEP:
-        return
-    loop = asyncio.get_running_loop()
-    sweeper = _sweepers.get(loop)
-    if sweeper is None:
-        sweeper = _sweepers[loop] = Sweeper()
-    sweeper.ensure_running()
+    if settings.ORPHAN_SWEEP:
+        sweepers.get().ensure_running()
 
 
 def streaming_reply_ids() -> list[int]:
@@ -126,7 +118,11 @@ class Sweeper:
 
     async def sweep(self) -> list[int]:
         """One pass: the replies recovered."""
-        candidates = await database_sync_to_async(streaming_reply_ids)()
+        # This worker's own runners are alive whatever their heartbeat says (a loop busy
+        # for seconds delays the beat, not the reply).
+        own = {runner.reply.pk for runner in keepers.get().runners}
+        found = await database_sync_to_async(streaming_reply_ids)()
+        candidates = [reply_id for reply_id in found if reply_id not in own]
         alive = await snapshots.alive_many(candidates)
         dead = {reply for reply, beating in zip(candidates, alive, strict=True) if not beating}
         confirmed, self.suspects = dead & self.suspects, dead
@@ -136,3 +132,6 @@ class Sweeper:
                 recovered.append(reply_id)
             self.suspects.discard(reply_id)
         return recovered
+
+
+sweepers: PerLoop[Sweeper] = PerLoop(Sweeper)

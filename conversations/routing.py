@@ -1,3 +1,5 @@
+"""The chat websocket's route (Channels' router, beside Django's URL map)."""
+
 from __future__ import annotations
 
 from django.urls import path

@@ -1,20 +1,18 @@
 """The generation runner: one asyncio task per reply, independent of any socket.
 
-It streams from the engine, keeps the reply text, and has its updates published to the
-conversation's group by the worker's publisher (one task per worker, like the keeper):
-each round the publisher takes every runner that has new text, renders each one's
-update, and writes all their snapshots and frames to Redis in one round trip. Batching
-adapts to load: tokens that arrive while a round is in flight wait for the next one, and
-the pause between rounds grows with the event loop's lag (bounded, see `next_interval`),
-so a busy worker sends larger, rarer updates instead of queueing. Every update carries a
-sequence number and lands in the Redis snapshot no later than its frame (see
-`snapshots`). A stop sent to the conversation's stop group, from any worker, cancels the
-upstream request.
+It streams from the engine and keeps the reply text; the worker's publisher sends its
+updates to the conversation's group (`publisher`), and the worker's keeper beats and
+checkpoints for it (`keeper`). Every update carries a sequence number and lands in the
+Redis snapshot no later than its frame (see `snapshots`). At the end it saves the reply,
+charges it and publishes the final frame; after a first exchange it has the conversation
+titled (`titles`). A stop sent to the conversation's stop group, from any worker, cancels
+the upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from contextlib import aclosing
@@ -22,34 +20,21 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
-from django.conf import settings
 
-from conversations import fragments, services, snapshots
+from chatsite import channels_redis_adapter
+from conversations import charging, fragments, services, snapshots, titles
+from conversations.keeper import keepers
 from conversations.markdown import StreamingRenderer
-from conversations.models import Conversation, Message
-from llm import catalog
+from conversations.models import Message
+from conversations.publisher import publishers
 from llm import context as llm_context
 from llm.client import stream_chat
 from llm.errors import LLMError
 from llm.events import Delta, Finished
-from llm.tokens import estimate_prompt_tokens, estimate_tokens
-from usage.services import Admission, Refused, admit
+from llm.tokens import TokenUsage, estimate_prompt_tokens, usage_or_estimate
+from usage.services import Admission, Refused
 
 log = logging.getLogger(__name__)
-
-# Pause between publishing rounds: BATCH_INTERVAL on an idle worker, growing by LAG_GAIN
-# seconds per second of event-loop lag up to MAX_BATCH_INTERVAL, so that at most
-# MAX_BATCH_INTERVAL (plus a round trip) separates a token from the frame that carries it.
-BATCH_INTERVAL = 0.05
-MAX_BATCH_INTERVAL = 0.15
-LAG_GAIN = 4.0
-CHECKPOINT_INTERVAL = 1.0
-TITLE_TIMEOUT = 15.0
-TITLE_PROMPT = (
-    "Write a title of at most six words for a conversation that starts like this. "
-    "Answer with the title only, no quotes.\n\nUser: {question}\n\nAssistant: {answer}"
-)
 
 # Runners hold no state that matters for correctness; this only keeps their tasks alive.
 _running: set[asyncio.Task[None]] = set()
@@ -61,6 +46,7 @@ def stop_group(conversation_id: int) -> str:
 
 
 def group(conversation_id: int) -> str:
+    """The group of a conversation's open sockets."""
     return f"conv-{conversation_id}"
 
 
@@ -104,13 +90,15 @@ class ReplyRunner:
         self.layer = get_channel_layer()
         self.renderer = StreamingRenderer()
         self.frame: dict = {}  # the latest update, as sent to the group
-        self.channel = _pubsub_channel(self.layer, self.group)
+        # Where the snapshot script publishes frames itself; "" to send them with group_send.
+        self.channel = channels_redis_adapter.group_channel(self.layer, self.group)
         self.checkpointed_length = 0
-        self.started = time.monotonic()
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    # -- the run ----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Stream, publish, save, charge, and title the conversation."""
@@ -118,6 +106,8 @@ class ReplyRunner:
         status, error = Message.Status.COMPLETE, ""
         helpers: list[asyncio.Task[None]] = []
         stop_channel = ""
+        # Beating from the start: other workers take a reply without a heartbeat for dead.
+        keepers.get().add(self)
         try:
             await snapshots.start(self.reply.pk)
             await self._publish_turn()
@@ -126,10 +116,9 @@ class ReplyRunner:
                 return
             stop_channel = await self.layer.new_channel()
             await self.layer.group_add(stop_group(self.conversation.pk), stop_channel)
-            self.publisher = _publisher()
+            self.publisher = publishers.get()
             pump = asyncio.ensure_future(self._stream())
             helpers = [asyncio.ensure_future(self._listen_for_stop(stop_channel, pump))]
-            _keeper().add(self)
             try:
                 await pump
             except asyncio.CancelledError:
@@ -146,20 +135,11 @@ class ReplyRunner:
             status = Message.Status.ERROR
             error = f"Something went wrong on the server while {self.reply.model} was answering."
         finally:
-            _keeper().discard(self)
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            # Each step on its own: a Redis blip in one must not keep the reply from being
-            # saved and charged (and its concurrency slot from being given back).
+            await self._stop_helpers(helpers, stop_channel)
             try:
-                # No update of ours may be published after the final frame.
-                await _publisher().settle(self)
-                if stop_channel:
-                    await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
-            except Exception:
-                log.exception("could not tidy up after reply %s", self.reply.pk)
-            await self._finish(status, error)
+                await self._finish(status, error)
+            finally:
+                keepers.get().discard(self)  # saved: no longer streaming
         if status == Message.Status.COMPLETE and self.turn.first_exchange:
             await self._set_title()
 
@@ -188,11 +168,28 @@ class ReplyRunner:
                 pump.cancel()
                 return
 
+    async def _stop_helpers(self, helpers: list[asyncio.Task[None]], stop_channel: str) -> None:
+        """Leave the publisher and the stop group before the final frame."""
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        # Each step on its own: a Redis blip here must not keep the reply from being
+        # saved and charged (and its concurrency slot from being given back).
+        try:
+            # No update of ours may be published after the final frame.
+            await publishers.get().settle(self)
+            if stop_channel:
+                await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
+        except Exception:
+            log.exception("could not tidy up after reply %s", self.reply.pk)
+
+    # -- updates, for the publisher ---------------------------------------------------
+
     def take_update(self) -> snapshots.Write | None:
         """Render what arrived since the last round: this runner's part of the next round.
 
-        The write carries the frame when the snapshot script can publish it itself (see
-        `_pubsub_channel`); otherwise the publisher sends `self.frame` through the layer.
+        The write carries the frame when the snapshot script can publish it itself;
+        otherwise the publisher sends `self.frame` through the layer (`send_frame`).
         """
         if not self.pending:
             return None
@@ -208,9 +205,9 @@ class ReplyRunner:
             "seq": self.seq,
             "html": fragments.update_frame(self.reply.pk, rendered.appended, rendered.tail),
         }
-        return self._write(self.channel)
+        return self._write()
 
-    def _write(self, channel: str, done: bool = False) -> snapshots.Write:
+    def _write(self, done: bool = False) -> snapshots.Write:
         delta = "".join(self.unsaved) if len(self.unsaved) != 1 else self.unsaved[0]
         return snapshots.Write(
             self.reply.pk,
@@ -218,8 +215,8 @@ class ReplyRunner:
             delta,
             self.seq,
             done=done,
-            channel=channel,
-            payload=self.layer.serialize(self.frame) if channel else b"",
+            channel=self.channel,
+            payload=channels_redis_adapter.payload(self.layer, self.frame) if self.channel else b"",
         )
 
     def saved(self, write: snapshots.Write) -> None:
@@ -237,88 +234,64 @@ class ReplyRunner:
             self.unsaved = [rendered[: len(rendered) - pending] if pending else rendered]
             self.saved_bytes = 0
 
-    async def _send(self, html: str) -> None:
-        await self.layer.group_send(
-            self.group,
-            {"type": "reply.frame", "message": self.reply.pk, "seq": self.seq, "html": html},
-        )
+    async def send_frame(self) -> None:
+        """Publish the latest frame through the channel layer."""
+        await self.layer.group_send(self.group, self.frame)
 
     async def _publish_turn(self) -> None:
         """seq 0: the user's message, the empty reply, and the sidebar entry."""
         items = [fragments.message_item(self.reply, "")]
         if self.turn.user_message is not None:
             items.insert(0, fragments.message_item(self.turn.user_message))
-        await self._send(
-            fragments.messages_frame(items, self.conversation, removed=self.turn.removed)
+        html = fragments.messages_frame(items, self.conversation, removed=self.turn.removed)
+        await self.layer.group_send(
+            self.group,
+            {"type": "reply.frame", "message": self.reply.pk, "seq": self.seq, "html": html},
         )
 
+    # -- the end ----------------------------------------------------------------------
+
     async def _finish(self, status: str, error: str) -> None:
+        """Save the reply, charge it, and publish its final frame."""
         text = self.text
-        finished = self.finished
-        prompt_tokens = completion_tokens = eval_ns = None
-        usage_source = "estimated"
-        if finished is not None:
-            prompt_tokens, completion_tokens = finished.prompt_tokens, finished.completion_tokens
-            usage_source = finished.usage_source
-            eval_ns = finished.timings.eval_duration
-        elif text or status != Message.Status.ERROR:
-            prompt_tokens = estimate_prompt_tokens(self.turn.messages)
-            completion_tokens = estimate_tokens(text)
-        if eval_ns is None and completion_tokens and self.first_token_at is not None:
-            eval_ns = int((time.monotonic() - self.first_token_at) * 1e9)
+        usage = self._count_tokens(status, text)
         try:
-            reply = await database_sync_to_async(services.finish_reply)(
-                self.reply,
-                content=text,
-                html=self._final_html(text),
-                status=status,
-                error=error,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                eval_duration_ns=eval_ns,
-                usage_source=usage_source if completion_tokens is not None else "",
-            )
+            reply = await self._save(status, error, text, usage)
         finally:
             # Charged even when saving failed: the tokens were spent all the same.
-            if self.admission is not None:
-                try:
-                    await self.admission.charge(
-                        model=self.reply.model,
-                        connection=await self._connection_name(),
-                        prompt_tokens=prompt_tokens or 0,
-                        completion_tokens=completion_tokens or 0,
-                        usage_source=usage_source,
-                        status=_LEDGER_STATUS[status],
-                        error=error,
-                    )
-                except Exception:
-                    log.exception("could not charge reply %s", self.reply.pk)
-        # The final frame: the whole saved message, marked so that consumers stop waiting
-        # for this reply; with the snapshot's status (done) in the same step when it can.
-        self.seq += 1
-        self.frame = {
-            "type": "reply.frame",
-            "message": reply.pk,
-            "seq": self.seq,
-            "final": True,
-            "html": fragments.messages_frame([fragments.message_item(reply)]),
-        }
-        self.unsaved.extend(self.pending)
-        self.pending.clear()
-        channel = self.channel
-        write = self._write(channel, done=True)
-        (error,) = await snapshots.write_many([write])
-        if error is not None and snapshots.is_hole(error):
-            write = snapshots.Write(reply.pk, 0, text, self.seq, done=True, channel=channel,
-                                    payload=write.payload)  # fmt: skip
-            (error,) = await snapshots.write_many([write])
-        if error is not None:
-            log.warning("could not save the final snapshot of reply %s: %s", reply.pk, error)
-        if error is not None or not channel:
-            try:
-                await self.layer.group_send(self.group, self.frame)
-            except Exception:
-                log.exception("could not publish the end of reply %s", reply.pk)
+            await self._charge(status, error, usage)
+        await self._publish_final(reply, text)
+
+    def _count_tokens(self, status: str, text: str) -> TokenUsage | None:
+        """The upstream's counts, else estimates; None when nothing was generated."""
+        if self.finished is None and not text and status == Message.Status.ERROR:
+            return None
+        return usage_or_estimate(
+            self.finished,
+            prompt_estimate=estimate_prompt_tokens(self.turn.messages),
+            completion_chars=len(text),
+        )
+
+    def _eval_ns(self, usage: TokenUsage | None) -> int | None:
+        """How long the model took to write the reply: its own figure, else measured here."""
+        if self.finished is not None and self.finished.timings.eval_duration is not None:
+            return self.finished.timings.eval_duration
+        if usage is None or not usage.completion_tokens or self.first_token_at is None:
+            return None
+        return int((time.monotonic() - self.first_token_at) * 1e9)
+
+    async def _save(self, status: str, error: str, text: str, usage: TokenUsage | None) -> Message:
+        return await database_sync_to_async(services.finish_reply)(
+            self.reply,
+            content=text,
+            html=self._final_html(text),
+            status=status,
+            error=error,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            eval_duration_ns=self._eval_ns(usage),
+            usage_source=usage.source if usage else "",
+        )
 
     def _final_html(self, text: str) -> str | None:
         """The whole reply's HTML from the streaming renderer (finished blocks are not
@@ -334,256 +307,63 @@ class ReplyRunner:
             return None
         return html if text else ""
 
-    async def _connection_name(self) -> str:
+    async def _charge(self, status: str, error: str, usage: TokenUsage | None) -> None:
+        if self.admission is None:
+            return
         try:
-            return (await catalog.resolve(self.reply.model)).connection_name
+            await charging.charge(
+                self.admission,
+                self.reply.model,
+                usage,
+                status=charging.LEDGER_STATUS[status],
+                error=error,
+            )
         except Exception:
-            return ""
+            log.exception("could not charge reply %s", self.reply.pk)
+
+    async def _publish_final(self, reply: Message, text: str) -> None:
+        """The final frame: the whole saved message, marked so that sockets stop waiting
+        for this reply; with the snapshot's status (done) in the same step when it can."""
+        self.seq += 1
+        self.frame = {
+            "type": "reply.frame",
+            "message": reply.pk,
+            "seq": self.seq,
+            "final": True,
+            "html": fragments.messages_frame([fragments.message_item(reply)]),
+        }
+        self.unsaved.extend(self.pending)
+        self.pending.clear()
+        write = self._write(done=True)
+        error = await self._write_final_snapshot(write, text)
+        if error is not None or not write.channel:
+            try:
+                await self.send_frame()
+            except Exception:
+                log.exception("could not publish the end of reply %s", reply.pk)
+
+    async def _write_final_snapshot(
+        self, write: snapshots.Write, text: str
+    ) -> BaseException | None:
+        """Write the end of the snapshot; the whole text again if it lost some. The error
+        that remains, if any."""
+        (error,) = await snapshots.write_many([write])
+        if error is not None and snapshots.is_hole(error):
+            whole = dataclasses.replace(write, offset=0, delta=text)
+            (error,) = await snapshots.write_many([whole])
+        if error is not None:
+            log.warning("could not save the final snapshot of reply %s: %s", self.reply.pk, error)
+        return error
 
     async def _set_title(self) -> None:
         if self.admission is None:
             return
-        try:
-            # The title costs tokens too: the same meter, and no title when it says no.
-            admission = await admit(self.admission.user, door="web")
-        except Exception as exc:  # refused, or the meter is unreachable
-            log.info("no title for reply %s: %s", self.reply.pk, exc)
-            return  # the first words of the question stay the title
         question = self.turn.user_message.content if self.turn.user_message else ""
-        prompt = TITLE_PROMPT.format(question=question[:1000], answer=self.text[:1000])
-        title, pieces, finished, error = "", [], None, ""
-        try:
-            async with asyncio.timeout(TITLE_TIMEOUT):
-                events = stream_chat(
-                    self.reply.model,
-                    [{"role": "user", "content": prompt}],
-                    options={"num_predict": 24, "temperature": 0.2},
-                    stream=False,
-                )
-                async with aclosing(events) as stream:
-                    async for event in stream:
-                        if isinstance(event, Delta):
-                            pieces.append(event.text)
-                        elif isinstance(event, Finished):
-                            finished = event
-                title = services.clean_title("".join(pieces))
-        except (LLMError, TimeoutError) as exc:
-            error = str(exc) or "timed out"
-            log.info("no title from %s: %s", self.reply.model, error)
-        finally:
-            await admission.charge(
-                model=self.reply.model,
-                connection=await self._connection_name(),
-                prompt_tokens=finished.prompt_tokens if finished else estimate_tokens(prompt),
-                completion_tokens=(
-                    finished.completion_tokens if finished else estimate_tokens("".join(pieces))
-                ),
-                usage_source=finished.usage_source if finished else "estimated",
-                status="ok" if finished else "error",
-                error=error,
-            )
-        if not title:
-            return  # the first words of the question stay the title
-        conversation = await database_sync_to_async(_save_title)(self.conversation.pk, title)
+        conversation = await titles.title_conversation(
+            self.admission.user, self.reply.model, self.conversation.pk, question, self.text
+        )
         if conversation is not None:
             await self.layer.group_send(
                 self.group,
                 {"type": "conversation.title", "html": fragments.title_frame(conversation)},
             )
-
-
-def next_interval(current: float, lag: float) -> float:
-    """The pause before the next publishing round, given how late the last one woke up.
-
-    Event-loop lag is the sign of a busy worker: each second of it adds LAG_GAIN seconds
-    to the pause (so rounds get rarer and carry more tokens each, which costs less CPU per
-    token), between BATCH_INTERVAL and MAX_BATCH_INTERVAL. It rises at once and falls
-    back gradually, so one quiet round does not undo it.
-    """
-    target = BATCH_INTERVAL + LAG_GAIN * max(0.0, lag)
-    if target < current:
-        target = current - (current - target) * 0.25
-    return min(MAX_BATCH_INTERVAL, max(BATCH_INTERVAL, target))
-
-
-def _pubsub_channel(layer: object, group_name: str) -> str:
-    """The Redis channel of `group_name` when the layer is pub/sub on our own Redis, else "".
-
-    Then the snapshot script publishes the frame itself: one round trip per round for all
-    of a worker's replies, instead of a snapshot write plus a `group_send` per reply.
-    Sockets still receive it through the channel layer, on any worker.
-    """
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        return ""
-    loop_layer = layer._get_layer()
-    shards = loop_layer._shards
-    if len(shards) != 1 or shards[0].host.get("address") != settings.REDIS_URL:
-        return ""
-    return loop_layer._get_group_channel_name(group_name)
-
-
-class _Publisher:
-    """One task per worker: publishes the updates of all its runners, round after round.
-
-    A round renders each runner's new text and writes every snapshot, and publishes every
-    frame, in one Redis round trip. What arrives meanwhile waits for the next round.
-    """
-
-    def __init__(self) -> None:
-        self.dirty: dict[ReplyRunner, None] = {}  # an ordered set
-        self.in_flight: frozenset[ReplyRunner] = frozenset()
-        self.round_done: asyncio.Future[None] | None = None
-        self.wake = asyncio.Event()
-        self.interval = BATCH_INTERVAL
-        self.task: asyncio.Task[None] | None = None
-
-    def mark(self, runner: ReplyRunner) -> None:
-        """`runner` has new text for the next round."""
-        self.dirty[runner] = None
-        self.wake.set()
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def settle(self, runner: ReplyRunner) -> None:
-        """Take `runner` out, once a round that carries its update is over."""
-        self.dirty.pop(runner, None)
-        while runner in self.in_flight and self.round_done is not None:
-            await asyncio.shield(self.round_done)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self.dirty:
-                self.wake.clear()
-                try:
-                    async with asyncio.timeout(30):
-                        await self.wake.wait()
-                except TimeoutError:
-                    if not self.dirty:
-                        return  # idle: mark() starts a new task
-            began = loop.time()
-            await self._round()
-            pause = max(0.0, self.interval - (loop.time() - began))
-            slept = loop.time()
-            await asyncio.sleep(pause)
-            # How much later than asked the loop woke us: its lag.
-            self.interval = next_interval(self.interval, loop.time() - slept - pause)
-
-    async def _round(self) -> None:
-        runners = list(self.dirty)
-        self.dirty.clear()
-        self.in_flight = frozenset(runners)
-        self.round_done = asyncio.get_running_loop().create_future()
-        try:
-            taken: list[tuple[ReplyRunner, snapshots.Write]] = []
-            for runner in runners:
-                try:
-                    write = runner.take_update()
-                except Exception:
-                    log.exception("could not render an update of reply %s", runner.reply.pk)
-                    continue
-                if write is not None:
-                    taken.append((runner, write))
-            errors = await snapshots.write_many([write for _, write in taken])
-            for (runner, write), error in zip(taken, errors, strict=True):
-                if error is not None:
-                    # Its sockets will see a seq gap and re-sync from the snapshot, which
-                    # gets this text with the runner's next write.
-                    runner.not_saved(write, error)
-                    continue
-                runner.saved(write)
-                if not write.channel:
-                    try:
-                        await runner.layer.group_send(runner.group, runner.frame)
-                    except Exception:
-                        log.exception("could not publish to %s", runner.group)
-        finally:
-            self.in_flight = frozenset()
-            self.round_done.set_result(None)
-
-
-_publishers: dict[int, _Publisher] = {}
-
-
-def _publisher() -> _Publisher:
-    loop = asyncio.get_running_loop()
-    publisher = _publishers.get(id(loop))
-    if publisher is None:
-        publisher = _publishers[id(loop)] = _Publisher()
-    return publisher
-
-
-class _Keeper:
-    """One task per worker: heartbeats and database checkpoints for all its runners.
-
-    Batched so that a worker with 150 replies makes one Redis round trip and one
-    database call per second, not 150 of each.
-    """
-
-    def __init__(self) -> None:
-        self.runners: set[ReplyRunner] = set()
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, runner: ReplyRunner) -> None:
-        self.runners.add(runner)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    def discard(self, runner: ReplyRunner) -> None:
-        self.runners.discard(runner)
-
-    async def _run(self) -> None:
-        checkpointing: asyncio.Task[None] | None = None
-        while self.runners:
-            await asyncio.sleep(CHECKPOINT_INTERVAL)
-            runners = list(self.runners)
-            try:
-                await snapshots.beat_many([r.reply.pk for r in runners])
-            except Exception:
-                log.warning("heartbeat failed", exc_info=True)
-            # A slow database must not hold up the heartbeat: other workers would take
-            # these replies for dead.
-            if checkpointing is None or checkpointing.done():
-                checkpointing = asyncio.ensure_future(self._checkpoint(runners))
-
-    @staticmethod
-    async def _checkpoint(runners: list[ReplyRunner]) -> None:
-        texts = {r: r.text for r in runners}
-        changed = {r: text for r, text in texts.items() if len(text) != r.checkpointed_length}
-        if not changed:
-            return
-        try:
-            await database_sync_to_async(services.checkpoint_many)(
-                [(r.reply.pk, text) for r, text in changed.items()]
-            )
-        except Exception:
-            log.exception("checkpoint failed")
-            return
-        for r, text in changed.items():
-            r.checkpointed_length = len(text)
-
-
-_keepers: dict[int, _Keeper] = {}
-
-
-def _keeper() -> _Keeper:
-    loop = asyncio.get_running_loop()
-    keeper = _keepers.get(id(loop))
-    if keeper is None:
-        keeper = _keepers[id(loop)] = _Keeper()
-    return keeper
-
-
-def _save_title(conversation_id: int, title: str) -> Conversation | None:
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is not None:
-        services.rename(conversation, title)
-    return conversation
-
-
-_LEDGER_STATUS = {
-    Message.Status.COMPLETE: "ok",
-    Message.Status.STOPPED: "stopped",
-    Message.Status.INTERRUPTED: "interrupted",
-    Message.Status.ERROR: "error",
-}

@@ -5,9 +5,10 @@ The runner appends each published batch (APPEND, so writes stay linear) and bump
 reads the snapshot therefore misses nothing and can drop every update with seq <= the
 snapshot's. `write_many` does this for all of a worker's replies in one round trip, and
 when it is given the Redis pub/sub channel of the reply's group (the pub/sub channel layer
-on this same Redis), publishes the update in the same script: snapshot and frame go out
-together or not at all. A heartbeat key, refreshed every second by the runner's worker,
-tells the sweepers of `recovery` which `streaming` rows have lost their worker.
+on this same Redis, see `chatsite.channels_redis_adapter`), publishes the update in the
+same script: snapshot and frame go out together or not at all. A heartbeat key, refreshed
+every second by the runner's worker, tells the sweepers of `recovery` which `streaming`
+rows have lost their worker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from usage.redis import get_async_redis, get_redis
+from chatsite.redis import get_async_redis, get_redis
 
 STREAMING = "streaming"
 DONE = "done"

@@ -1,3 +1,5 @@
+"""The chat pages: the landing page, a conversation, the sidebar and its actions."""
+
 from __future__ import annotations
 
 from django.urls import include, path

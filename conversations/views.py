@@ -18,7 +18,7 @@ from conversations import fragments, services
 from conversations.forms import RenameForm, SettingsForm
 from conversations.models import Conversation, Message
 from conversations.runner import request_stop
-from llm.catalog import load_catalog_sync
+from llm.catalog import model_names_sync
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,7 @@ CONVERSATIONS_PER_PAGE = 50
 
 
 def _model_names() -> list[str]:
-    try:
-        return [model.name for model in load_catalog_sync().models]
-    except Exception:
-        log.exception("the model catalog is unavailable")
-        return []
+    return model_names_sync()
 
 
 def _current_id(request: HttpRequest) -> int | None:
@@ -140,9 +136,8 @@ def rename(request: HttpRequest, pk: int) -> HttpResponse:
             services.rename(conversation, form.cleaned_data["title"])
             response = render(request, "conversations/parts.html#sidebar_item", context)
             if context["current_id"] == conversation.pk:
-                response.content += render(
-                    request, "conversations/parts.html#title_oob", {"conversation": conversation}
-                ).content
+                title = {"conversation": conversation, "oob": True}
+                response.content += render(request, "conversations/parts.html#title", title).content
             return response
     return render(request, "conversations/parts.html#rename_form", context)
 

@@ -23,11 +23,12 @@ import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
+from chatsite.loops import PerLoop
+from chatsite.redis import get_async_redis, get_redis
 from llm.clients.base import describe, error_message, truncate
 from llm.errors import ModelNotFound
 from llm.http import get_client
 from llm.models import Connection
-from usage.redis import get_async_redis, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +122,39 @@ async def resolve_connection(name: str) -> tuple[CatalogModel, Connection]:
     cached = _connections.get(entry.connection_id)
     if cached is not None and cached[0] == catalog.fetched_at:
         return entry, cached[1]
-    try:
-        connection = await Connection.objects.aget(pk=entry.connection_id, enabled=True)
-    except Connection.DoesNotExist:
-        raise ModelNotFound(name) from None
-    # Rows are reused while the catalog they were read under is current: saving a
-    # Connection drops the catalog, so the next one carries a new stamp.
-    _connections[entry.connection_id] = (catalog.fetched_at, connection)
+    connection = await _read_connection(entry.connection_id, catalog.fetched_at)
+    if connection is None:
+        raise ModelNotFound(name)
     return entry, connection
 
 
 _connections: dict[int, tuple[float, Connection]] = {}
+# Reads of Connection rows in flight, by (id, catalog stamp): the requests of a burst that
+# all miss `_connections` (a new catalog every LLM_CATALOG_TTL) share one query.
+_connection_reads: PerLoop[dict[tuple[int, float], asyncio.Task[Connection | None]]] = PerLoop(dict)
+
+
+async def _read_connection(pk: int, stamp: float) -> Connection | None:
+    """The enabled Connection `pk` (None if it is gone or disabled), read once per catalog."""
+    reads = _connection_reads.get()
+    task = reads.get((pk, stamp))
+    if task is None:
+        task = reads[(pk, stamp)] = asyncio.get_running_loop().create_task(
+            _fetch_connection(pk, stamp)
+        )
+        task.add_done_callback(lambda _: reads.pop((pk, stamp), None))
+    return await asyncio.shield(task)
+
+
+async def _fetch_connection(pk: int, stamp: float) -> Connection | None:
+    try:
+        connection = await Connection.objects.aget(pk=pk, enabled=True)
+    except Connection.DoesNotExist:
+        return None
+    # Rows are reused while the catalog they were read under is current: saving a
+    # Connection drops the catalog, so the next one carries a new stamp.
+    _connections[pk] = (stamp, connection)
+    return connection
 
 
 async def _find(name: str) -> tuple[CatalogModel, Catalog]:
@@ -151,6 +174,21 @@ async def _find(name: str) -> tuple[CatalogModel, Catalog]:
 def load_catalog_sync(refresh: bool = False) -> Catalog:
     """`load_catalog` for sync views."""
     return async_to_sync(load_catalog)(refresh)
+
+
+async def model_names() -> list[str]:
+    """The catalog's model names for a picker; none when the catalog cannot be read (logged),
+    so that a page with a picker still opens."""
+    try:
+        return [model.name for model in await list_models()]
+    except Exception:
+        log.exception("the model catalog is unavailable")
+        return []
+
+
+def model_names_sync() -> list[str]:
+    """`model_names` for sync views."""
+    return async_to_sync(model_names)()
 
 
 def invalidate() -> None:

@@ -1,4 +1,4 @@
-"""The normalized event stream every upstream is turned into (see DESIGN.md, the engine)."""
+"""The normalized event stream every upstream is turned into (docs/architecture.md, the parts)."""
 
 from __future__ import annotations
 

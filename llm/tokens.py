@@ -1,4 +1,5 @@
-"""Token estimates for upstreams that report no usage: about 4 characters per token.
+"""Token counts: the upstream's when it reports them, else estimates of about 4 characters
+per token.
 
 Four characters per token is the usual rule of thumb for English with BPE tokenizers; it
 errs in both directions for code and other languages, which is why such counts are
@@ -7,14 +8,44 @@ marked `usage_source="estimated"`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from llm.events import Finished
+
 CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
     """Estimated tokens in `text` (at least 1 for non-empty text)."""
-    return -(-len(text) // CHARS_PER_TOKEN)
+    return estimate_tokens_of_length(len(text))
+
+
+def estimate_tokens_of_length(chars: int) -> int:
+    """Estimated tokens in a text of `chars` characters (at least 1 for any)."""
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def estimate_prompt_tokens(messages: list[dict]) -> int:
     """Estimated prompt tokens of native messages, counting text only."""
     return sum(estimate_tokens(str(m.get("content") or "")) for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """A generation's token counts, and whether the upstream reported them or they are
+    estimated (a `usage_source`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    source: Literal["upstream", "estimated"]
+
+
+def usage_or_estimate(
+    finished: Finished | None, *, prompt_estimate: int, completion_chars: int
+) -> TokenUsage:
+    """The counts of a generation that finished; estimates for one that did not: the
+    prompt's, and `completion_chars` characters of text written before it ended."""
+    if finished is not None:
+        return TokenUsage(finished.prompt_tokens, finished.completion_tokens, finished.usage_source)
+    return TokenUsage(prompt_estimate, estimate_tokens_of_length(completion_chars), "estimated")

@@ -1,8 +1,7 @@
 """Request translation between the OpenAI and Ollama-native shapes, done once, here.
 
 (a) `openai_request_to_native`: the platform's OpenAI door turns a /v1/chat/completions body
-    into a native request (PROTOCOLS.md §3.1, with the deliberate differences listed in
-    checklist item 32).
+    into a native request (the fields honoured: docs/api.md).
 (b) `native_to_openai_request`: a native request that runs on an OpenAI-compatible upstream.
 Response events are normalized by the protocol clients, not here.
 """

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from chatsite.redis import get_redis
 from tests import live
-from usage.redis import get_redis
 
 PASSWORD = "correct horse battery staple"
 

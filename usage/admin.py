@@ -1,3 +1,5 @@
+"""The usage ledger in Django's admin."""
+
 from __future__ import annotations
 
 from django.contrib import admin

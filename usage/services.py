@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -30,8 +29,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import F, Sum
 
+from chatsite.loops import PerLoop
+from chatsite.redis import COUNT_IN_WINDOW, get_async_redis, get_async_script, get_redis
 from usage.models import Generation
-from usage.redis import get_async_redis, get_async_script, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 # tokens to reserve, lease seconds.
 # Answers {admitted, kind, detail}; kind 'missing' means today's spent counter must first be
 # rebuilt from the ledger (nothing was counted).
-_ADMIT = """
+_ADMIT = (
+    COUNT_IN_WINDOW
+    + """
 local rpm_limit = tonumber(ARGV[1])
 local concurrency_limit = tonumber(ARGV[2])
 local token_limit = tonumber(ARGV[3])
@@ -69,8 +71,7 @@ end
 if concurrency_limit > 0 and redis.call('ZCARD', KEYS[2]) >= concurrency_limit then
   return {0, 'concurrency', 1}
 end
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], 60) end
+local count = count_in_window(KEYS[1], 60)
 if rpm_limit > 0 and count > rpm_limit then
   return {0, 'rate', redis.call('TTL', KEYS[1])}
 end
@@ -80,6 +81,7 @@ redis.call('EXPIRE', KEYS[2], math.ceil(lease))
 redis.call('EXPIRE', KEYS[3], math.ceil(lease))
 return {1, 'ok', reserve}
 """
+)
 
 # KEYS: pairs of (running generations, their reservations), one pair per live slot.
 # ARGV: the new lease expiry, lease seconds, then (slot id, tokens reserved) per pair.
@@ -310,18 +312,8 @@ class _Leases:
             renewing.set_result(None)
 
 
-_leases_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Leases] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _leases() -> _Leases:
-    """The running event loop's live admissions."""
-    loop = asyncio.get_running_loop()
-    leases = _leases_by_loop.get(loop)
-    if leases is None:
-        leases = _leases_by_loop[loop] = _Leases()
-    return leases
+# The running event loop's live admissions.
+_leases_per_loop: PerLoop[_Leases] = PerLoop(_Leases)
 
 
 async def _renew(admissions: list[Admission]) -> None:
@@ -402,7 +394,7 @@ async def admit(
         day=day,
         started_at=started_at,
     )
-    _leases().hold(admission)
+    _leases_per_loop.get().hold(admission)
     return admission
 
 

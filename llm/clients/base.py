@@ -29,7 +29,7 @@ from llm.errors import (
     UpstreamUnavailable,
 )
 from llm.events import Embedded, Event, Timings
-from llm.http import USER_AGENT, chunk_timeout, connect_timeout, first_byte_timeout, send
+from llm.http import chunk_timeout, connect_timeout, first_byte_timeout, model_request, send
 from llm.network import AddressRefused
 from llm.tokens import estimate_tokens
 
@@ -163,24 +163,16 @@ async def raise_for_status(response: httpx.Response, call: UpstreamCall) -> None
 @asynccontextmanager
 async def open_response(call: UpstreamCall) -> AsyncIterator[httpx.Response]:
     """Send `call` and yield its 2xx response; closes it (and the socket, if unread) on exit."""
-    wait = first_byte_timeout()
-    timeout = httpx.Timeout(connect=connect_timeout(), read=wait, write=30.0, pool=30.0)
-    request = httpx.Request(
-        "POST",
+    request = model_request(
         call.url,
-        content=json.dumps(call.body).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **call.headers},
-        extensions={"timeout": timeout.as_dict()},
+        json.dumps(call.body).encode(),
+        {"Content-Type": "application/json", **call.headers},
     )
     call.parser.started_ns = time.perf_counter_ns()
     try:
         response = await send(request)
     except httpx.HTTPError as exc:
         raise unavailable(call, exc) from None
-    # The first byte may take minutes (a model loading); later chunks get a shorter leash.
-    # httpcore reads this when the body starts, so one per-read timeout serves both phases
-    # without wrapping every chunk in asyncio.timeout (which cost ~13% of the engine's time).
-    request.extensions["timeout"] = {**request.extensions["timeout"], "read": chunk_timeout()}
     try:
         if not 200 <= response.status_code < 300:
             await raise_for_status(response, call)

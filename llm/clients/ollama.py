@@ -10,10 +10,10 @@ from llm.clients.base import (
     TurnState,
     UpstreamCall,
     error_message,
+    int_or_none,
     truncate,
 )
 from llm.clients.base import embed_call as base_embed_call
-from llm.clients.base import int_or_none as _int
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
 from llm.translate import new_call_id
@@ -86,8 +86,10 @@ def embed_call(
 
 
 def _embed_reading(data: dict) -> EmbedReading:
-    timings = Timings(_int(data.get("total_duration")), _int(data.get("load_duration")))
-    return data.get("embeddings"), _int(data.get("prompt_eval_count")), timings
+    timings = Timings(
+        int_or_none(data.get("total_duration")), int_or_none(data.get("load_duration"))
+    )
+    return data.get("embeddings"), int_or_none(data.get("prompt_eval_count")), timings
 
 
 class OllamaParser(TurnState):
@@ -159,12 +161,14 @@ class OllamaParser(TurnState):
             self.done = True
 
     def _finished(self, data: dict) -> Finished:
-        timings = Timings(*(_int(data.get(name)) for name in _METRICS))
+        timings = Timings(*(int_or_none(data.get(name)) for name in _METRICS))
         # Metrics are omitempty: with the final metrics present, a missing count means 0.
-        reported = _int(data.get("eval_count")) is not None or timings.total_duration is not None
+        reported = (
+            int_or_none(data.get("eval_count")) is not None or timings.total_duration is not None
+        )
         if reported:
-            prompt = _int(data.get("prompt_eval_count")) or 0
-            completion = _int(data.get("eval_count")) or 0
+            prompt = int_or_none(data.get("prompt_eval_count")) or 0
+            completion = int_or_none(data.get("eval_count")) or 0
         else:
             prompt = self.prompt_estimate
             completion = estimate_tokens("".join(self.text))

@@ -12,10 +12,10 @@ from llm.clients.base import (
     UpstreamCall,
     embed_texts,
     error_message,
+    int_or_none,
     truncate,
 )
 from llm.clients.base import embed_call as base_embed_call
-from llm.clients.base import int_or_none as _int
 from llm.errors import InvalidRequest, UpstreamError
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
@@ -105,9 +105,9 @@ def _embed_reading(data: dict) -> EmbedReading:
     items = data.get("data")
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         return None, None, Timings()
-    ordered = sorted(items, key=lambda item: _int(item.get("index")) or 0)
+    ordered = sorted(items, key=lambda item: int_or_none(item.get("index")) or 0)
     usage = data.get("usage") or {}
-    prompt = _int(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    prompt = int_or_none(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
     return [item.get("embedding") for item in ordered], prompt, Timings()
 
 

@@ -1,6 +1,5 @@
 // The chat page's small behaviours htmx does not cover: composer keys and autosize,
-// copy buttons, following the bottom while a reply streams, the narrow-screen sidebar,
-// and inserting messages that a websocket frame names but the page does not have yet.
+// following the bottom while a reply streams, and the narrow-screen sidebar.
 (function () {
   "use strict";
   var thread = document.getElementById("thread");
@@ -52,18 +51,6 @@
     }
   });
 
-  // A frame names a message or sidebar entry this page lacks: insert it where it says.
-  document.body.addEventListener("htmx:oobErrorNoTarget", function (e) {
-    var el = e.detail.content;
-    var where = el && el.getAttribute && el.getAttribute("data-insert");
-    if (!where) return;
-    var parts = where.split(":");
-    var parent = document.querySelector(parts[1]);
-    if (!parent) return;
-    if (parts[0] === "prepend") parent.prepend(el); else parent.append(el);
-    htmx.process(el);
-  });
-
   document.body.addEventListener("htmx:wsAfterMessage", function () {
     if (following) toBottom();
   });
@@ -78,18 +65,6 @@
   });
 
   document.addEventListener("click", function (e) {
-    var button = e.target.closest && e.target.closest(".copy-btn, .copy-reply");
-    if (button) {
-      var source = button.classList.contains("copy-btn")
-        ? button.closest(".code-block").querySelector("pre")
-        : button.closest(".msg").querySelector(".msg-body");
-      navigator.clipboard.writeText(source.innerText).then(function () {
-        var label = button.textContent;
-        button.textContent = "Copied";
-        setTimeout(function () { button.textContent = label; }, 1500);
-      });
-      return;
-    }
     var toggle = e.target.closest && e.target.closest(".sidebar-toggle");
     if (toggle) {
       var chat = document.getElementById("chat");

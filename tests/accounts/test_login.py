@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -63,6 +64,17 @@ def test_too_many_failures_for_a_username_are_throttled(client: Client, member: 
     assert b"Too many failed sign-in attempts" in response.content
     assert int(response["Retry-After"]) > 0
     assert "_auth_user_id" not in client.session
+
+
+@override_settings(LOGIN_ATTEMPTS_PER_USERNAME=2, LOGIN_THROTTLE_SECONDS=1)
+def test_a_throttled_username_may_try_again_once_the_window_ends(
+    client: Client, member: User
+) -> None:
+    login(client, "mia", "nope")
+    login(client, "mia", "nope")
+    assert login(client, "mia", PASSWORD).status_code == 429
+    time.sleep(1.5)
+    assert login(client, "mia", PASSWORD).status_code == 302
 
 
 @override_settings(LOGIN_ATTEMPTS_PER_ADDRESS=3, LOGIN_ATTEMPTS_PER_USERNAME=100)

@@ -1,4 +1,4 @@
-"""The Ollama-native door, checked on the wire against PROTOCOLS.md's checklist (items 1-16)."""
+"""The Ollama-native door, checked on the wire against docs/api.md."""
 
 from __future__ import annotations
 

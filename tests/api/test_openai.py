@@ -1,4 +1,4 @@
-"""The OpenAI-compatible door, checked on the wire against PROTOCOLS.md (items 17-32)."""
+"""The OpenAI-compatible door, checked on the wire against docs/api.md."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from accounts.models import User
+from chatsite.redis import get_redis
 from llm.models import Connection
 from tests.api.wire import USER, sse_chunks, sse_events
 from tests.mock_upstream import MockUpstream
-from usage.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,8 @@ import pytest
 from django.test import AsyncClient
 
 from accounts.models import ApiKey, User
+from chatsite.redis import get_redis
 from tests.api.wire import USER
-from usage.redis import get_redis
 from usage.services import spent_key
 
 pytestmark = pytest.mark.django_db(transaction=True)

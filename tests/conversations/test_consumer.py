@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from accounts.models import User
-from conversations import runner
-from conversations.consumers import ChatConsumer
+from conversations import runner, services, snapshots
+from conversations.consumers import FORBIDDEN, ChatConsumer
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from tests.conversations.conftest import MODEL, reply_of, session_cookie
@@ -25,6 +25,11 @@ pytestmark = [
 ]
 
 PARAGRAPHS = "".join(f"para{i}\n\n" for i in range(60)).strip()
+# The consumer refuses a socket whose session may not use the conversation with FORBIDDEN;
+# Channels' origin validators close with no code (WebsocketDenier), which Daphne turns
+# into an HTTP 403 refusal of the handshake.
+REFUSED = {"type": "websocket.close", "code": FORBIDDEN}
+DENIED = {"type": "websocket.close"}
 
 
 async def connected(sockets, conversation: Conversation):  # type: ignore[no-untyped-def]
@@ -32,6 +37,12 @@ async def connected(sockets, conversation: Conversation):  # type: ignore[no-unt
     ok, _ = await socket.connect()
     assert ok
     return socket
+
+
+async def handshake(socket) -> dict:  # type: ignore[no-untyped-def]
+    """The application's answer to the websocket handshake, as the ASGI message it sent."""
+    await socket.communicator.send_input({"type": "websocket.connect"})
+    return await socket.communicator.receive_output(timeout=3)
 
 
 async def test_a_sent_message_streams_a_reply_that_is_saved_with_its_metrics(
@@ -222,30 +233,33 @@ def _inner(frame: str, element_id: str) -> str:
     return match.group(1)
 
 
-async def test_a_gap_in_sequence_numbers_resyncs_from_the_snapshot() -> None:
-    consumer = ChatConsumer()
-    consumer.last_seq = {7: 3}
-    sent: list[str] = []
-    resyncs: list[int] = []
+async def test_a_gap_in_sequence_numbers_resyncs_from_the_snapshot(
+    sockets, conversation: Conversation
+) -> None:
+    """Frames the socket already covered are dropped; after a gap it sends the turn again
+    from the snapshot, which is written before each frame is published."""
+    turn = await database_sync_to_async(services.begin_turn)(conversation, "Hello", MODEL)
+    reply_id = turn.reply.pk
+    await snapshots.start(reply_id)
+    socket = await connected(sockets, conversation)
+    assert "status-streaming" in await socket.receive()  # the turn as it stands: seq 0
+    layer = get_channel_layer()
 
-    async def send(text_data: str) -> None:
-        sent.append(text_data)
+    async def publish(seq: int, html: str) -> None:
+        frame = {"type": "reply.frame", "message": reply_id, "seq": seq, "html": html}
+        await layer.group_send(runner.group(conversation.pk), frame)
 
-    async def send_latest_turn() -> None:
-        # The snapshot is written before each publish, so it covers the frame that showed
-        # the gap.
-        resyncs.append(1)
-        consumer.last_seq[7] = 9
-
-    consumer.send = send  # type: ignore[method-assign]
-    consumer._send_latest_turn = send_latest_turn  # type: ignore[method-assign]
-    await consumer.reply_frame({"message": 7, "seq": 3, "html": "old"})
-    await consumer.reply_frame({"message": 7, "seq": 4, "html": "next"})
-    await consumer.reply_frame({"message": 7, "seq": 8, "html": "after a gap"})
-    await consumer.reply_frame({"message": 7, "seq": 9, "html": "covered by the snapshot"})
-    await consumer.reply_frame({"message": 7, "seq": 10, "html": "newer"})
-    assert sent == ["next", "newer"]
-    assert resyncs == [1]
+    await publish(0, "already shown")
+    await publish(1, "next")
+    assert await socket.receive() == "next"
+    await snapshots.append(reply_id, "caught up", 3)  # the frame of seq 2 never arrives
+    await publish(3, "after a gap")
+    resync = await socket.receive()
+    assert "caught up" in resync and "status-streaming" in resync
+    await publish(3, "covered by the snapshot")
+    await publish(4, "newer")
+    assert await socket.receive() == "newer"
+    assert await socket.communicator.receive_nothing(timeout=0.2)
 
 
 async def test_an_upstream_error_mid_stream_keeps_the_partial_text_and_shows_a_retry(
@@ -331,25 +345,24 @@ async def test_someone_elses_conversation_is_refused(sockets, conversation: Conv
     other = await database_sync_to_async(make_user)("otto")
     cookie = await database_sync_to_async(session_cookie)(other)
     socket = await sockets(conversation.pk, user_cookie=cookie)
-    ok, _ = await socket.connect()
-    assert not ok
+    assert await handshake(socket) == REFUSED
 
 
 async def test_anonymous_and_pending_people_are_refused(
     sockets, conversation: Conversation
 ) -> None:
     anonymous = await sockets(conversation.pk, user_cookie="")
-    assert not (await anonymous.connect())[0]
+    assert await handshake(anonymous) == REFUSED
     owner = await User.objects.aget(pk=conversation.owner_id)
     owner.role = User.Role.PENDING
     await owner.asave()
     pending = await sockets(conversation.pk)
-    assert not (await pending.connect())[0]
+    assert await handshake(pending) == REFUSED
 
 
 async def test_a_foreign_origin_is_refused(sockets, conversation: Conversation) -> None:
     socket = await sockets(conversation.pk, origin="http://evil.example")
-    assert not (await socket.connect())[0]
+    assert await handshake(socket) == DENIED
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:9999", "https://localhost"])
@@ -357,7 +370,7 @@ async def test_another_port_or_scheme_of_the_same_host_is_refused(
     sockets, conversation: Conversation, origin: str
 ) -> None:
     socket = await sockets(conversation.pk, origin=origin)
-    assert not (await socket.connect())[0]
+    assert await handshake(socket) == DENIED
 
 
 async def test_behind_a_tls_proxy_the_https_origin_is_this_sites_own(
@@ -368,10 +381,10 @@ async def test_behind_a_tls_proxy_the_https_origin_is_this_sites_own(
     secure = await sockets(conversation.pk, origin="https://localhost", headers=forwarded)
     assert (await secure.connect())[0]
     downgraded = await sockets(conversation.pk, origin="http://localhost", headers=forwarded)
-    assert not (await downgraded.connect())[0]
+    assert await handshake(downgraded) == DENIED
     settings.SECURE_PROXY_SSL_HEADER = None  # a header nobody vouches for is not trusted
     spoofed = await sockets(conversation.pk, origin="https://localhost", headers=forwarded)
-    assert not (await spoofed.connect())[0]
+    assert await handshake(spoofed) == DENIED
 
 
 async def test_every_message_is_authorized_again(
@@ -381,7 +394,7 @@ async def test_every_message_is_authorized_again(
     await User.objects.filter(pk=conversation.owner_id).aupdate(is_active=False)
     await socket.send(action="send", content="hi", model=MODEL)
     output = await socket.communicator.receive_output(timeout=2)
-    assert output == {"type": "websocket.close", "code": 4403}
+    assert output == REFUSED
     assert not await conversation.messages.aexists()
 
 
@@ -429,8 +442,8 @@ async def test_a_snapshot_that_lost_its_text_is_written_whole_again(
     sockets, conversation: Conversation, mock: MockUpstream
 ) -> None:
     """Redis restarted or the key expired mid-reply: later joiners still get every word."""
+    from chatsite.redis import get_async_redis
     from conversations import snapshots
-    from usage.redis import get_async_redis
 
     mock.script(tokens=60, delay=0.01)
     socket = await connected(sockets, conversation)

@@ -9,10 +9,10 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from accounts.models import User
+from chatsite.redis import get_async_redis
 from conversations import recovery, snapshots
 from conversations.models import Conversation, Message
 from usage.models import Generation
-from usage.redis import get_async_redis
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -111,3 +111,24 @@ async def test_the_snapshot_text_is_kept_when_newer_than_the_checkpoint(
     assert (reply.status, reply.content) == ("interrupted", "half and a bit more")
     snapshot = await snapshots.read(reply.pk)
     assert snapshot is not None and not snapshot.is_streaming
+
+
+async def test_a_reply_of_this_workers_own_runner_is_never_taken_for_dead(
+    sockets, conversation: Conversation, mock
+) -> None:
+    mock.script(tokens=400, delay=0.02)
+    page = await sockets(conversation.pk)
+    assert (await page.connect())[0]
+    await page.send(action="send", content="Take your time", model=conversation.model)
+    await page.receive_until(r"tok3\b")
+    reply = await conversation.messages.filter(role="assistant").alast()
+    await Message.objects.filter(pk=reply.pk).aupdate(  # as if it began a minute ago
+        created_at=timezone.now() - timedelta(minutes=1)
+    )
+    await get_async_redis().delete(f"chat:reply:{reply.pk}:beat")  # a beat that came late
+    sweeper = recovery.Sweeper()
+    assert await sweeper.sweep() == []
+    assert await sweeper.sweep() == []
+    assert await status_of(reply) == Message.Status.STREAMING
+    await page.send(action="stop")
+    await page.receive_until("status-stopped")

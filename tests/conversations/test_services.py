@@ -60,7 +60,7 @@ def test_the_snapshot_is_used_when_it_is_newer_than_the_checkpoint(member: User)
     reply = streaming_reply(member, "half")
     async_to_sync(snapshots.start)(reply.pk)
     async_to_sync(snapshots.append)(reply.pk, "half and more", 3)
-    from usage.redis import get_redis
+    from chatsite.redis import get_redis
 
     get_redis().delete(f"chat:reply:{reply.pk}:beat")
     recovery.mark_orphaned_replies()

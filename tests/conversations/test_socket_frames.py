@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from accounts.models import User
-from conversations.consumers import BROKEN_CHARACTER, NOT_TEXT, UNREADABLE
 from conversations.models import Conversation
+from conversations.socket_frames import BROKEN_CHARACTER, NOT_TEXT, UNREADABLE
 from tests import live
 from tests.conversations.conftest import MODEL
 from tests.faults.harness import chat_socket, session_for, tracebacks

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message
+from tests.conftest import make_user
 from tests.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,3 +127,76 @@ def test_regenerate_replaces_the_reply_on_the_page(signed_in, upstream: MockUpst
     expect(page.locator(".msg-assistant")).to_have_count(1)
     expect(page.locator(".msg-assistant")).to_contain_text("Second answer")
     expect(page.locator(".msg-assistant")).to_have_class(re.compile("status-complete"))
+
+
+def test_frames_swap_in_place_without_htmx_errors(signed_in, upstream: MockUpstream) -> None:
+    """New messages and sidebar entries land where they belong through plain swaps: htmx
+    reports no missing target, and no slot is left behind."""
+    upstream.script(text="First answer")
+    page = signed_in()
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    send(page, "Answer twice")
+    expect(page.locator(".msg-assistant").last).to_have_class(re.compile("status-complete"))
+    expect(page.locator(".conv-item")).to_contain_text("First answer")  # the model's title
+    upstream.script(text="Second answer")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator(".msg-assistant")).to_contain_text("Second answer")
+    expect(page.locator(".msg-assistant")).to_have_class(re.compile("status-complete"))
+    expect(page.locator("#messages > .msg")).to_have_count(2)
+    expect(page.locator(".conv-item")).to_have_count(1)
+    expect(page.locator("#messages > template, #conv-items > template")).to_have_count(0)
+    assert errors == []
+
+
+def test_a_turn_sent_in_another_tab_shows_up_in_order(signed_in, upstream: MockUpstream) -> None:
+    older = Conversation.objects.create(
+        owner=make_user("mia"), model="llama3.2:latest", title="Older chat"
+    )
+    older.messages.create(role=Message.Role.USER, content="earlier")
+    older.touch()
+    upstream.script(text="Hello back")
+    first, second = signed_in(), signed_in()  # both open the person's new chat
+    assert first.url == second.url
+    send(first, "Hello from the first tab")
+    for page in (first, second):
+        expect(page.locator(".msg-assistant")).to_have_class(re.compile("status-complete"))
+        expect(page.locator("#messages > .msg")).to_have_count(2)
+        expect(page.locator(".msg-user .user-text")).to_have_text("Hello from the first tab")
+        # The new chat's entry joins the list at the top, the older one stays below it.
+        expect(page.locator(".conv-item .conv-title")).to_have_text(["Hello back", "Older chat"])
+    upstream.script(text="Second reply")
+    send(second, "And from the second")
+    for page in (first, second):
+        expect(page.locator("#messages > .msg")).to_have_count(4)
+        expect(page.locator(".msg-assistant").last).to_contain_text("Second reply")
+        expect(page.locator(".msg-assistant").last).to_have_class(re.compile("status-complete"))
+        expect(page.locator(".conv-item")).to_have_count(2)  # replaced in place, not added
+        expect(page.locator("#messages > template, #conv-items > template")).to_have_count(0)
+
+
+def test_copy_buttons_copy_code_replies_and_new_keys(signed_in, upstream: MockUpstream) -> None:
+    upstream.script(text=MARKDOWN_REPLY)
+    page = signed_in()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    send(page, "Show me code")
+    reply = page.locator(".msg-assistant").last
+    expect(reply).to_have_class(re.compile("status-complete"))
+
+    def clipboard() -> str:
+        return page.evaluate("navigator.clipboard.readText()")
+
+    code = reply.locator(".code-block")
+    code.get_by_role("button", name="Copy code").click()
+    expect(code.get_by_role("button", name="Copy code")).to_have_text("Copied")
+    assert clipboard().rstrip("\n") == "def greet(name):\n    return 'hi ' + name"
+    reply.locator(".msg-actions").get_by_role("button", name="Copy").click()
+    assert clipboard().startswith("Here is some code:")
+
+    page.goto("/keys/")
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label("API key").input_value()
+    page.get_by_role("button", name="Copy key").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert clipboard() == secret and secret.startswith("cs-")

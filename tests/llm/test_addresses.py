@@ -16,8 +16,8 @@ from llm.errors import UpstreamUnavailable
 from llm.http import close_client
 from llm.models import Connection
 from llm.services import sync_default_connections
+from tests.console.test_connections import form_data
 from tests.llm.conftest import collect
-from tests.llm.test_staff_connections import form_data
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -40,7 +40,8 @@ ALWAYS_REFUSED = [
 
 def add(admin_client, base_url: str, name: str = "lab") -> str:
     """Post the add form; the page's text (a redirect's is empty)."""
-    response = admin_client.post(reverse("llm:add"), form_data(name=name, base_url=base_url))
+    data = form_data(name=name, base_url=base_url)
+    response = admin_client.post(reverse("console:add_connection"), data)
     return response.content.decode() if response.status_code == 200 else ""
 
 

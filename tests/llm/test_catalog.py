@@ -114,7 +114,7 @@ def test_it_offers_a_sync_catalog_for_views(local):
 
 
 async def test_a_request_starts_from_the_catalog_its_caller_already_read(local):
-    from usage.redis import get_async_redis
+    from chatsite.redis import get_async_redis
 
     await catalog.load_catalog()  # discovered and cached
     raw = await get_async_redis().get(catalog.CACHE_KEY)

@@ -1,8 +1,10 @@
-"""The engine's socket layer (llm/network.py) against real loopback servers.
+"""The engine's upstream sockets (llm/httpcore_adapter.py, llm/network.py) against real
+loopback servers.
 
 Every test talks to a plain `asyncio.start_server` on 127.0.0.1 (or a Unix socket) through
-the pool `llm.http.upstream_transport` builds, or through an httpcore pool on
-`AsyncioBackend` where it needs TLS, socket options or a Unix socket.
+the engine's transport (`llm.http.UpstreamTransport`), or through an httpcore pool on the
+engine's network backend where it needs TLS, socket options or a Unix socket. Each runs on
+both paths of the httpcore adapter: the engine's own sockets and httpcore's (the fallback).
 """
 
 from __future__ import annotations
@@ -31,8 +33,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from llm.http import upstream_transport
-from llm.network import AddressRefused, AsyncioBackend, connect_first
+from llm.http import (
+    READ_PHASES,
+    ReadPhases,
+    UpstreamTransport,
+    close_client,
+    get_client,
+    model_request,
+    send,
+)
+from llm.httpcore_adapter import AsyncioBackend, network_backend
+from llm.network import AddressRefused, connect_first
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -114,19 +125,25 @@ class Upstream:
             writer.transport.abort()
 
 
+@pytest.fixture(autouse=True, params=["engine", "fallback"])
+def path(request: pytest.FixtureRequest, settings: object) -> str:
+    """Each test on the adapter's two paths: the engine's sockets, and httpcore's own."""
+    settings.LIBRARY_FALLBACKS = request.param == "fallback"  # type: ignore[attr-defined]
+    return request.param
+
+
 @asynccontextmanager
 async def engine_client(**timeouts: float) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the engine's own transport (`upstream_transport`)."""
+    """An httpx client on the engine's own transport (`UpstreamTransport`)."""
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
     timeout = httpx.Timeout(5.0, **timeouts)
-    transport = upstream_transport(limits)
-    async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+    async with httpx.AsyncClient(transport=UpstreamTransport(limits), timeout=timeout) as client:
         yield client
 
 
 def pool(**options: object) -> httpcore.AsyncConnectionPool:
-    """An httpcore pool on `AsyncioBackend`, as `upstream_transport` builds one."""
-    return httpcore.AsyncConnectionPool(network_backend=AsyncioBackend(), **options)  # type: ignore[arg-type]
+    """An httpcore pool on the engine's network backend, as `UpstreamTransport` builds one."""
+    return httpcore.AsyncConnectionPool(network_backend=network_backend(), **options)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -279,13 +296,100 @@ async def test_the_read_timeout_counts_each_read_on_its_own():
     assert time.monotonic() - started > 0.25
 
 
+def model_request_to(url: str, first_byte: float, between_chunks: float) -> httpx.Request:
+    """A request with the engine's two read timeouts (as `llm.http.model_request` sets)."""
+    phases = ReadPhases(first_byte, between_chunks)
+    timeout = {"connect": 5.0, "read": max(first_byte, between_chunks), "write": 5.0, "pool": 5.0}
+    return httpx.Request("GET", url, extensions={"timeout": timeout, READ_PHASES: phases})
+
+
+async def test_a_slow_first_byte_is_allowed_and_a_later_gap_is_not():
+    """The response may take longer to start than a gap between chunks may last."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.4)  # a model loading
+        writer.write(CHUNKED + chunk(b"first"))
+        await stall(reader)
+
+    async with Upstream(handler) as upstream, engine_client() as client:
+        request = model_request_to(upstream.url, first_byte=1.0, between_chunks=0.2)
+        response = await client.send(request, stream=True)
+        body = response.aiter_raw()
+        assert await anext(body) == b"first"
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await anext(body)
+        assert 0.15 <= time.monotonic() - started < 1.0
+        await response.aclose()
+
+
+async def test_a_response_that_does_not_start_in_time_is_a_read_timeout():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await stall(reader)
+
+    async with Upstream(handler) as upstream, engine_client() as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await client.send(model_request_to(upstream.url, 0.2, 5.0), stream=True)
+    assert 0.15 <= time.monotonic() - started < 1.0
+
+
+async def test_only_waiting_for_the_upstream_counts_as_a_gap():
+    """A reader that takes its time between chunks it already has is no stalled upstream."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + chunk(b"a") + chunk(b"b") + LAST_CHUNK)
+        await stall(reader)
+
+    async with Upstream(handler) as upstream, engine_client() as client:
+        request = model_request_to(upstream.url, first_byte=1.0, between_chunks=0.1)
+        async with asyncio.timeout(3):
+            response = await client.send(request, stream=True)
+            pieces = []
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+                await asyncio.sleep(0.3)
+            await response.aclose()
+    assert b"".join(pieces) == b"ab"
+
+
+async def test_a_cancelled_read_stays_a_cancellation():
+    """Cancelling the reader mid-body is no timeout: the cancellation goes through."""
+    started = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED + chunk(b"first"))
+        await stall(reader)
+
+    async def read_all(client: httpx.AsyncClient, url: str) -> None:
+        response = await client.send(model_request_to(url, 1.0, 0.3), stream=True)
+        try:
+            async for _ in response.aiter_raw():
+                started.set()
+        finally:
+            await response.aclose()
+
+    async with Upstream(handler) as upstream, engine_client() as client:
+        reading = asyncio.create_task(read_all(client, upstream.url))
+        await asyncio.wait_for(started.wait(), 2)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        await asyncio.sleep(0.4)  # past the gap limit: nothing fires into this task later
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
 async def test_a_closed_port_raises_connect_error():
     port = free_port()
     async with engine_client() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/")
     with pytest.raises(httpcore.ConnectError):
-        await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=1.0)
+        await network_backend().connect_tcp("127.0.0.1", port, timeout=1.0)
 
 
 async def test_a_server_that_never_accepts_raises_connect_timeout():
@@ -390,8 +494,11 @@ async def test_a_reset_connection_raises_read_error():
 # -- the raw stream --------------------------------------------------------------------
 
 
-async def test_the_stream_reads_writes_and_reports_its_addresses():
-    """Straight on the backend: socket options, addresses, echo, `is_readable`, b"" at the end."""
+async def test_the_stream_reads_writes_and_reports_its_addresses(path: str):
+    """Straight on the engine's backend: socket options, addresses, echo, `is_readable`
+    (buffered data counts), b"" at the end."""
+    if path == "fallback":
+        pytest.skip("the engine's own stream")
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(await reader.readexactly(5))
@@ -432,6 +539,32 @@ async def test_the_stream_reads_writes_and_reports_its_addresses():
 
 
 # -- keep-alive ------------------------------------------------------------------------
+
+
+async def test_the_engines_client_sends_no_cookie_back():
+    """A model server's cookie is kept for no one: one person's upstream session must not
+    ride along on another person's request (catalog requests and generations alike)."""
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await read_request(reader):
+            heads.append(head.lower())
+            writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: session=alice; Path=/\r\n")
+            writer.write(b"content-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    await close_client()  # a client of this test's path
+    try:
+        async with Upstream(handler) as upstream:
+            for _ in range(2):
+                assert (await get_client().get(upstream.url)).text == "ok"
+            response = await send(model_request(upstream.url, b"{}", {}))
+            assert await response.aread() == b"ok"
+            await response.aclose()
+    finally:
+        await close_client()
+    assert len(heads) == 3
+    assert not any(b"\r\ncookie:" in head for head in heads), heads
 
 
 async def test_sequential_requests_share_one_connection():
@@ -648,7 +781,7 @@ async def test_requests_over_a_unix_socket():
             first = await client.request("GET", "http://localhost/")
             second = await client.request("GET", "http://localhost/")
         with pytest.raises(httpcore.ConnectError):
-            await AsyncioBackend().connect_unix_socket(path + ".missing", timeout=1.0)
+            await network_backend().connect_unix_socket(path + ".missing", timeout=1.0)
     assert first.content == second.content == b"over a unix socket"
     assert upstream.connections == 1
 
@@ -692,7 +825,7 @@ async def test_an_idle_connection_the_server_closed_while_the_loop_was_busy_is_n
 async def test_the_engine_never_connects_to_a_link_local_address(host):
     started = time.monotonic()
     with pytest.raises(AddressRefused, match="link-local address; connections may not reach"):
-        await AsyncioBackend().connect_tcp(host, 80, timeout=5.0)
+        await network_backend().connect_tcp(host, 80, timeout=5.0)
     assert time.monotonic() - started < 1.0  # refused, not timed out
 
 
@@ -703,12 +836,12 @@ async def test_a_name_is_resolved_and_checked_at_connect_time(settings):
             await writer.drain()
 
     async with Upstream(handler) as upstream:
-        stream = await AsyncioBackend().connect_tcp("localhost", upstream.port, timeout=1.0)
+        stream = await network_backend().connect_tcp("localhost", upstream.port, timeout=1.0)
         assert stream.get_extra_info("server_addr") == ("127.0.0.1", upstream.port)
         await stream.aclose()
         settings.LLM_ALLOW_PRIVATE_NETWORKS = False
         with pytest.raises(AddressRefused, match=r"localhost resolves to 127\.0\.0\.1, a loopback"):
-            await AsyncioBackend().connect_tcp("localhost", upstream.port, timeout=1.0)
+            await network_backend().connect_tcp("localhost", upstream.port, timeout=1.0)
     assert upstream.connections == 1
 
 
@@ -751,8 +884,13 @@ async def test_the_first_address_that_answers_wins():
             (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)
             for address in [refusing, ("127.0.0.1", upstream.port)]
         ]
-        sock = await connect_first(infos, None)
-        assert sock.getpeername() == ("127.0.0.1", upstream.port)
-        sock.close()
-        with pytest.raises(OSError):
-            await connect_first(infos[:1] * 2, None)
+        backend = network_backend()
+
+        async def connect(info: tuple) -> httpcore.AsyncNetworkStream:
+            return await backend.connect_tcp(info[4][0], info[4][1], timeout=1.0)
+
+        stream = await connect_first(infos, connect)
+        assert stream.get_extra_info("server_addr") == ("127.0.0.1", upstream.port)
+        await stream.aclose()
+        with pytest.raises(httpcore.ConnectError):
+            await connect_first(infos[:1] * 2, connect)

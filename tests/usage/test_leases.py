@@ -13,9 +13,9 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from accounts.models import User
+from chatsite.redis import get_redis
 from tests import live
 from tests.conftest import make_user
-from usage.redis import get_redis
 from usage.services import Refused, admit
 
 pytestmark = pytest.mark.django_db(transaction=True)

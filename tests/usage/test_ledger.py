@@ -13,9 +13,9 @@ from django.test import override_settings
 
 from accounts.models import User
 from chatsite.embedded import start_redis, stop
+from chatsite.redis import get_redis
 from tests.conftest import make_user
 from usage.models import Generation
-from usage.redis import get_redis
 from usage.services import Refused, admit, record_interrupted, spent_key
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from accounts.models import User
+from chatsite.redis import get_async_redis
 from tests.conftest import make_user
 from usage.models import Generation
 from usage.services import Refused, admit
@@ -38,12 +39,16 @@ async def test_charging_writes_one_ledger_row_and_frees_the_slot(person: User) -
 @override_settings(QUOTAS=NO_BUDGET)
 async def test_concurrent_generations_beyond_the_limit_are_refused(person: User) -> None:
     first = await admit(person, door="api")
-    await admit(person, door="api")
+    second = await admit(person, door="api")
     with pytest.raises(Refused) as refused:
         await admit(person, door="api")
     assert refused.value.kind == "concurrency" and not refused.value.is_quota
+    assert refused.value.retry_after == 1
     await first.charge(model="m")
-    await admit(person, door="api")
+    third = await admit(person, door="api")  # the slot the first gave back
+    assert len({first.slot, second.slot, third.slot}) == 3
+    for admission in (second, third):
+        await admission.charge(model="m")
 
 
 @override_settings(QUOTAS=NO_BUDGET)
@@ -55,6 +60,16 @@ async def test_requests_per_minute_are_counted_across_doors(person: User) -> Non
         await admit(person, door="api")
     assert refused.value.kind == "rate"
     assert 1 <= refused.value.retry_after <= 60
+
+
+@override_settings(QUOTAS=NO_BUDGET)
+async def test_the_requests_of_a_minute_are_forgotten_after_it(person: User) -> None:
+    admission = await admit(person, door="api")
+    await admission.charge(model="m")
+    redis = get_async_redis()
+    counters = [key async for key in redis.scan_iter(f"usage:rpm:{person.pk}:*")]
+    assert len(counters) == 1
+    assert 0 < await redis.ttl(counters[0]) <= 60
 
 
 @override_settings(QUOTAS=TIGHT)
@@ -73,15 +88,25 @@ async def test_admission_is_atomic_under_a_burst(person: User) -> None:
         *(admit(person, door="api") for _ in range(10)), return_exceptions=True
     )
     admitted = [r for r in results if not isinstance(r, Exception)]
-    assert len(admitted) == 2
-    assert all(isinstance(r, Refused) for r in results if r not in admitted)
+    assert len(admitted) == 2 and admitted[0].slot != admitted[1].slot
+    refused = [r for r in results if r not in admitted]
+    assert all(isinstance(r, Refused) and r.kind == "concurrency" for r in refused)
+    for admission in admitted:
+        await admission.charge(model="m")
 
 
 @override_settings(QUOTAS=TIGHT)
 async def test_admins_have_no_limits_by_default() -> None:
     boss = await sync_to_async(make_user)("ada", role=User.Role.ADMIN)
-    for _ in range(10):
-        await admit(boss, door="api")
+    # More at once than a member's concurrency, more this minute than a member's rate,
+    # and more tokens than a member's day: none of it is refused.
+    running = [await admit(boss, door="api", prompt_tokens=100) for _ in range(10)]
+    assert len({admission.slot for admission in running}) == 10
+    for admission in running:
+        await admission.charge(model="m", prompt_tokens=100, completion_tokens=100)
+    after = await admit(boss, door="api")
+    await after.charge(model="m")
+    assert await Generation.objects.filter(user=boss).acount() == 11
 
 
 @override_settings(QUOTAS=TIGHT)
@@ -113,3 +138,4 @@ async def test_generations_running_at_once_cannot_overspend_the_budget(person: U
     await second.charge(model="m", prompt_tokens=300, completion_tokens=20)
     third = await admit(person, door="api", prompt_tokens=10)
     assert third.reserved == 1000 - 640
+    await third.charge(model="m")

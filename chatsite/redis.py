@@ -1,9 +1,8 @@
-"""The project's Redis clients (one per process), used by `usage` and the runner snapshots."""
+"""The site's Redis connections: one synchronous client per process, one asyncio client per
+event loop with the Lua scripts registered on it, and Lua pieces that several scripts share."""
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -13,6 +12,8 @@ from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+
+from chatsite.loops import PerLoop
 
 
 @cache
@@ -35,27 +36,11 @@ class _LoopClient:
     scripts: dict[str, AsyncScript] = field(default_factory=dict)
 
 
-# Keyed by the loop itself, not its id: a closed loop's id may be reused by a new loop,
-# which must not inherit a client bound to the old one.
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _loop_client() -> _LoopClient:
-    loop = asyncio.get_running_loop()
-    found = _loop_clients.get(loop)
-    if found is None:
-        found = _loop_clients[loop] = _LoopClient(_new_async_client())
-    return found
-
-
 def _new_async_client() -> redis.asyncio.Redis:
-    # redis-py's default pool opens new connections while holding its lock, so a burst
-    # of a hundred requests queued behind a hundred connects, one at a time (~100 ms
-    # before the last was admitted, bench/README.md); the blocking pool connects outside
-    # its lock and keeps a burst to a bounded set of connections, each busy for
-    # microseconds. No CLIENT SETINFO: two more round trips per new connection.
+    # redis-py's default pool opens new connections while holding its lock, so a burst of
+    # requests queues behind one connect after another (bench/README.md); the blocking pool
+    # connects outside its lock and keeps a burst to a bounded set of connections, each busy
+    # for microseconds. No CLIENT SETINFO: two more round trips per new connection.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         max_connections=REDIS_CONNECTIONS,
@@ -76,18 +61,34 @@ def _new_async_client() -> redis.asyncio.Redis:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
+# A client's connections belong to the loop that opened them: one client per loop.
+_loop_clients: PerLoop[_LoopClient] = PerLoop(lambda: _LoopClient(_new_async_client()))
+
+
 def get_async_redis() -> redis.asyncio.Redis:
     """An asyncio client bound to the running event loop."""
-    return _loop_client().client
+    return _loop_clients.get().client
 
 
 def get_async_script(source: str) -> AsyncScript:
     """A Lua script on the running loop's client: sent by its SHA, its text only once."""
-    found = _loop_client()
+    found = _loop_clients.get()
     script = found.scripts.get(source)
     if script is None:
         script = found.scripts[source] = found.client.register_script(source)
     return script
+
+
+# A Lua function for scripts that count in fixed windows: counts one more in `key` and starts
+# its window on the first count, in the same step, so a crash between the two cannot leave a
+# counter that never expires. Put it at the top of a script; it answers the new count.
+COUNT_IN_WINDOW = """
+local function count_in_window(key, seconds)
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, seconds) end
+  return count
+end
+"""
 
 
 def ping_redis() -> bool:

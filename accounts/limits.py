@@ -5,23 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from usage.redis import get_redis
+from chatsite.redis import COUNT_IN_WINDOW, get_redis
 
 # KEYS: the buckets. ARGV: window seconds, then each bucket's limit.
-# Refuses (counting nothing) when any bucket is full; otherwise counts one in every bucket,
-# setting the window on a bucket's first count in the same step, so a crash between the two
-# cannot leave a counter that never expires.
-_RESERVE = """
+# Refuses (counting nothing) when any bucket is full; otherwise counts one in every bucket.
+_RESERVE = (
+    COUNT_IN_WINDOW
+    + """
 for i, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
     return {0, redis.call('TTL', key)}
   end
 end
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
+for _, key in ipairs(KEYS) do count_in_window(key, ARGV[1]) end
 return {1, 0}
 """
+)
 
 # KEYS: one bucket. Takes one count back, never below zero; the window stays as it was.
 _GIVE_BACK = """

@@ -1,4 +1,4 @@
-"""The admins' connections pages."""
+"""The Connections page: admins add, edit, enable, delete and test model servers."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def form_data(**fields: object) -> dict:
 
 @pytest.mark.parametrize(
     "name",
-    ["llm:connections", "llm:add"],
+    ["console:connections", "console:add_connection"],
 )
 def test_it_sends_anonymous_visitors_to_sign_in(client, name):
     response = client.get(reverse(name))
@@ -45,17 +45,19 @@ def test_it_sends_anonymous_visitors_to_sign_in(client, name):
 
 def test_it_refuses_members(member_client, saved):
     for url in [
-        reverse("llm:connections"),
-        reverse("llm:edit", args=[saved.pk]),
-        reverse("llm:delete", args=[saved.pk]),
+        reverse("console:connections"),
+        reverse("console:edit_connection", args=[saved.pk]),
+        reverse("console:delete_connection", args=[saved.pk]),
     ]:
         assert member_client.get(url).status_code == 403
-    assert member_client.post(reverse("llm:delete", args=[saved.pk])).status_code == 403
+    assert (
+        member_client.post(reverse("console:delete_connection", args=[saved.pk])).status_code == 403
+    )
     assert Connection.objects.filter(pk=saved.pk).exists()
 
 
 def test_it_lists_connections_with_only_the_key_hint(admin_client, saved):
-    response = admin_client.get(reverse("llm:connections"))
+    response = admin_client.get(reverse("console:connections"))
     assert response.status_code == 200
     assert b"lab.example.com" in response.content
     assert API_KEY.encode() not in response.content
@@ -63,12 +65,12 @@ def test_it_lists_connections_with_only_the_key_hint(admin_client, saved):
 
 
 def test_it_says_what_to_do_when_there_are_no_connections(admin_client):
-    assert b"No connections yet" in admin_client.get(reverse("llm:connections")).content
+    assert b"No connections yet" in admin_client.get(reverse("console:connections")).content
 
 
 def test_it_adds_a_connection(admin_client):
     response = admin_client.post(
-        reverse("llm:add"),
+        reverse("console:add_connection"),
         form_data(api_key=KEY, allowed_models_text="gpt-4o*\ngpt-4.1", prefix="lab/"),
     )
     assert response.status_code == 302
@@ -79,54 +81,63 @@ def test_it_adds_a_connection(admin_client):
 
 
 def test_it_refuses_a_url_that_is_not_http(admin_client):
-    response = admin_client.post(reverse("llm:add"), form_data(base_url="file:///etc/passwd"))
+    response = admin_client.post(
+        reverse("console:add_connection"), form_data(base_url="file:///etc/passwd")
+    )
     assert response.status_code == 200
     assert not Connection.objects.exists()
 
 
 def test_it_keeps_the_key_when_the_field_is_left_blank(admin_client, saved):
-    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(prefix="x/"))
+    admin_client.post(reverse("console:edit_connection", args=[saved.pk]), form_data(prefix="x/"))
     saved.refresh_from_db()
     assert (saved.prefix, saved.api_key) == ("x/", API_KEY)
 
 
 def test_it_never_puts_the_key_in_the_edit_form(admin_client, saved):
-    assert API_KEY.encode() not in admin_client.get(reverse("llm:edit", args=[saved.pk])).content
+    assert (
+        API_KEY.encode()
+        not in admin_client.get(reverse("console:edit_connection", args=[saved.pk])).content
+    )
 
 
 def test_it_replaces_or_removes_the_key(admin_client, saved):
-    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(api_key=KEY))
+    admin_client.post(reverse("console:edit_connection", args=[saved.pk]), form_data(api_key=KEY))
     saved.refresh_from_db()
     assert saved.api_key == KEY
-    admin_client.post(reverse("llm:edit", args=[saved.pk]), form_data(clear_api_key="on"))
+    admin_client.post(
+        reverse("console:edit_connection", args=[saved.pk]), form_data(clear_api_key="on")
+    )
     saved.refresh_from_db()
     assert saved.api_key == ""
 
 
 def test_it_disables_and_enables_a_connection(admin_client, saved):
-    admin_client.post(reverse("llm:toggle", args=[saved.pk]))
+    admin_client.post(reverse("console:toggle_connection", args=[saved.pk]))
     saved.refresh_from_db()
     assert not saved.enabled
-    admin_client.post(reverse("llm:toggle", args=[saved.pk]))
+    admin_client.post(reverse("console:toggle_connection", args=[saved.pk]))
     saved.refresh_from_db()
     assert saved.enabled
 
 
 def test_it_asks_before_deleting(admin_client, saved):
-    page = admin_client.get(reverse("llm:delete", args=[saved.pk]))
+    page = admin_client.get(reverse("console:delete_connection", args=[saved.pk]))
     assert b"Delete lab?" in page.content
     assert Connection.objects.filter(pk=saved.pk).exists()
-    admin_client.post(reverse("llm:delete", args=[saved.pk]))
+    admin_client.post(reverse("console:delete_connection", args=[saved.pk]))
     assert not Connection.objects.filter(pk=saved.pk).exists()
 
 
 def test_it_tests_a_reachable_connection(admin_client, local):
-    response = admin_client.post(reverse("llm:test", args=[local.pk]), follow=True)
+    response = admin_client.post(reverse("console:test_connection", args=[local.pk]), follow=True)
     assert b"reachable, 2 models, version 0.12.3" in response.content
 
 
 def test_it_answers_htmx_with_the_probe_fragment(admin_client, cloud):
-    response = admin_client.post(reverse("llm:test", args=[cloud.pk]), HTTP_HX_REQUEST="true")
+    response = admin_client.post(
+        reverse("console:test_connection", args=[cloud.pk]), HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert html.startswith(f'<output id="probe-{cloud.pk}"')
     assert "reachable, 2 models" in html
@@ -136,7 +147,9 @@ def test_it_shows_the_exact_error_escaped(admin_client, local, mock):
     mock.ollama_models[:] = []
     local.base_url = f"{mock.url}/<script>"
     local.save()
-    response = admin_client.post(reverse("llm:test", args=[local.pk]), HTTP_HX_REQUEST="true")
+    response = admin_client.post(
+        reverse("console:test_connection", args=[local.pk]), HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert "404" in html and "&lt;script&gt;" in html
     assert "<script>" not in html
@@ -144,7 +157,8 @@ def test_it_shows_the_exact_error_escaped(admin_client, local, mock):
 
 def test_it_refuses_credentials_in_the_url(admin_client):
     response = admin_client.post(
-        reverse("llm:add"), form_data(base_url="http://svc:s3cretpw@gpu.example:11434")
+        reverse("console:add_connection"),
+        form_data(base_url="http://svc:s3cretpw@gpu.example:11434"),
     )
     assert response.status_code == 200
     assert b"Leave the user name and password out of the URL" in response.content
@@ -164,7 +178,9 @@ def test_it_refuses_credentials_in_the_url(admin_client):
 )
 def test_moving_to_another_server_removes_the_stored_key(admin_client, saved, base_url):
     response = admin_client.post(
-        reverse("llm:edit", args=[saved.pk]), form_data(base_url=base_url), follow=True
+        reverse("console:edit_connection", args=[saved.pk]),
+        form_data(base_url=base_url),
+        follow=True,
     )
     saved.refresh_from_db()
     assert (saved.base_url, saved.api_key, saved.api_key_hint) == (base_url, "", "none")
@@ -177,7 +193,9 @@ def test_moving_to_another_server_removes_the_stored_key(admin_client, saved, ba
 )
 def test_a_new_path_on_the_same_server_keeps_the_key(admin_client, saved, base_url):
     response = admin_client.post(
-        reverse("llm:edit", args=[saved.pk]), form_data(base_url=base_url), follow=True
+        reverse("console:edit_connection", args=[saved.pk]),
+        form_data(base_url=base_url),
+        follow=True,
     )
     saved.refresh_from_db()
     assert saved.api_key == API_KEY
@@ -186,7 +204,7 @@ def test_a_new_path_on_the_same_server_keeps_the_key(admin_client, saved, base_u
 
 def test_a_key_entered_with_the_new_server_is_stored(admin_client, saved):
     response = admin_client.post(
-        reverse("llm:edit", args=[saved.pk]),
+        reverse("console:edit_connection", args=[saved.pk]),
         form_data(base_url="https://elsewhere.example.com/v1", api_key=KEY),
         follow=True,
     )
@@ -196,7 +214,7 @@ def test_a_key_entered_with_the_new_server_is_stored(admin_client, saved):
 
 
 def test_the_edit_form_says_that_a_new_server_drops_the_key(admin_client, saved):
-    html = admin_client.get(reverse("llm:edit", args=[saved.pk])).content.decode()
+    html = admin_client.get(reverse("console:edit_connection", args=[saved.pk])).content.decode()
     assert "Changing the server (scheme, host or port) of the base URL removes the stored" in html
 
 
@@ -206,7 +224,9 @@ def test_the_edit_form_says_that_a_new_server_drops_the_key(admin_client, saved)
 def test_the_test_shows_the_address_and_the_transport_error(admin_client, local, mock):
     port = mock.port
     mock.stop()
-    response = admin_client.post(reverse("llm:test", args=[local.pk]), HTTP_HX_REQUEST="true")
+    response = admin_client.post(
+        reverse("console:test_connection", args=[local.pk]), HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert f"http://127.0.0.1:{port}/api/tags" in html
     assert "ConnectError: [Errno 111]" in html
@@ -214,6 +234,8 @@ def test_the_test_shows_the_address_and_the_transport_error(admin_client, local,
 
 def test_the_test_shows_why_an_address_is_refused(admin_client, transactional_db):
     refused = Connection.objects.create(name="meta", base_url="http://0xA9FEA9FE:11434")
-    response = admin_client.post(reverse("llm:test", args=[refused.pk]), HTTP_HX_REQUEST="true")
+    response = admin_client.post(
+        reverse("console:test_connection", args=[refused.pk]), HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert "0xa9fea9fe resolves to 169.254.169.254, a link-local address" in html

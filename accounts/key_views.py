@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,18 +10,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.key_forms import KeyForm
 from accounts.models import ApiKey
-from llm.catalog import load_catalog_sync
-
-log = logging.getLogger(__name__)
-
-
-def _model_names() -> list[str]:
-    """Catalog model names for the form; none (not an error page) when discovery fails."""
-    try:
-        return [model.name for model in load_catalog_sync().models]
-    except Exception:  # an unreachable upstream must not take the keys page down with it
-        log.warning("model catalog unavailable for the keys page", exc_info=True)
-        return []
+from llm.catalog import model_names_sync
 
 
 def _own_key(request: HttpRequest, key_id: int) -> ApiKey:
@@ -35,7 +22,7 @@ def _own_key(request: HttpRequest, key_id: int) -> ApiKey:
 @login_required
 def key_list(request: HttpRequest) -> HttpResponse:
     """List the person's keys; a valid POST creates one and shows its secret once."""
-    form = KeyForm(request.POST or None, model_names=_model_names())
+    form = KeyForm(request.POST or None, model_names=model_names_sync())
     if request.method == "POST" and form.is_valid():
         key, secret = ApiKey.issue(
             request.user,
@@ -48,7 +35,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
             "key": key,
             "secret": secret,
             "base_url": request.build_absolute_uri("/").rstrip("/"),
-            "example_model": (key.allowed_models or _model_names() or ["llama3.2"])[0],
+            "example_model": (key.allowed_models or model_names_sync() or ["llama3.2"])[0],
         }
         return render(request, "keys/created.html", context)
     keys = ApiKey.objects.filter(user=request.user)

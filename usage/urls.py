@@ -1,4 +1,0 @@
-from __future__ import annotations
-
-app_name = "usage"
-urlpatterns: list = []
