@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from api import formats as api_formats
+
 # Paths a pending user may still open.
 _ALLOWED_PREFIXES = ("/accounts/", "/static/", "/health")
 
@@ -25,7 +27,7 @@ class PendingUserMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         # The platform API authenticates by key, not session: never touch the session there.
-        if request.path.startswith(("/api/", "/v1/")) or request.path.startswith(_ALLOWED_PREFIXES):
+        if api_formats.serves(request.path) or request.path.startswith(_ALLOWED_PREFIXES):
             return await self.get_response(request)
         user = await request.auser()
         if user.is_authenticated and user.role == "pending":
