@@ -21,7 +21,7 @@ from api.ndjson import Clock
 from llm.client import Target, find_target
 from llm.errors import LLMError, ModelNotFound, UpstreamInterrupted
 from llm.events import Delta, Embedded, Event, Finished, ToolCall, ToolCalls
-from llm.tokens import estimate_tokens
+from llm.tokens import estimate_tokens, usage_or_estimate
 from usage.models import Generation
 from usage.services import Admission, Refused, admit
 
@@ -96,22 +96,16 @@ class Relay:
             await self.events.aclose()  # type: ignore[attr-defined]
         except Exception:  # a broken upstream must not keep the charge from happening
             log.debug("closing the engine stream failed", exc_info=True)
-        finished = self.finished
-        if finished is not None:
-            prompt, completion, source = (
-                finished.prompt_tokens,
-                finished.completion_tokens,
-                finished.usage_source,
-            )
-        else:
-            prompt, completion, source = self.prompt_estimate, -(-self.chars // 4), "estimated"
+        usage = usage_or_estimate(
+            self.finished, prompt_estimate=self.prompt_estimate, completion_chars=self.chars
+        )
         await self.admission.charge(
             model=self.model,
             connection=self.connection,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            usage_source=source,
-            status=_status(finished, error),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_source=usage.source,
+            status=_status(self.finished, error),
             error=str(getattr(error, "message", "") or "") if error else "",
         )
 
