@@ -68,6 +68,9 @@ def daphne_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
         # static root) for the process that imports it.
         "DJANGO_SETTINGS_MODULE": "tests.live_settings",
         "DATABASE_URL": test_database_url(),
+        # No sweeps for orphaned replies unless a test asks: its query every 1.5 s can
+        # deadlock with PostgreSQL's TRUNCATE when a transactional test flushes the tables.
+        "ORPHAN_SWEEP": "0",
         **(extra_env or {}),
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

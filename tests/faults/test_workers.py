@@ -92,6 +92,8 @@ def test_a_turn_sent_through_one_worker_streams_to_a_page_on_the_other_and_stops
     words = last_reply(conversation).content.split()
     assert 20 < len(words) < 500
     sender.wait_for("Stopped|stopped")
+    # Charged before the test ends: no worker writes while the tables are flushed.
+    wait_until(lambda: Generation.objects.filter(status="stopped").exists(), within=5)
 
 
 def revoke_through_the_keys_page(worker, user: User, key: ApiKey) -> None:  # type: ignore[no-untyped-def]
@@ -127,6 +129,9 @@ def test_concurrent_generations_are_limited_across_both_workers(
     with ExitStack() as stack:
         streams = [stack.enter_context(stream_api(w, secret, MODEL)) for w in (a, b, a, b)]
         assert [s.status_code for s in streams] == [200, 200, 429, 429]
+    # The two admitted streams are charged as the workers see them close; wait for it, so
+    # that no worker writes while the tables are flushed.
+    wait_until(lambda: Generation.objects.count() == 2, within=10)
 
 
 def test_a_worker_killed_mid_reply_is_recovered_by_the_other(
@@ -139,7 +144,7 @@ def test_a_worker_killed_mid_reply_is_recovered_by_the_other(
 ) -> None:
     upstream.script(tokens=3000, delay=0.02)
     secret = ApiKey.issue(member, "ci")[1]
-    with workers(2, {"QUOTA_MEMBER_CONCURRENT": "1"}) as (a, b):
+    with workers(2, {"QUOTA_MEMBER_CONCURRENT": "1", "ORPHAN_SWEEP": "1"}) as (a, b):
         sender = open_page(pages, a, conversation, session)
         watcher = open_page(pages, b, conversation, session)
         sender.send(action="send", content="Write at length", model=MODEL)
