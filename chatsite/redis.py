@@ -22,9 +22,11 @@ def get_redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
 
 
-# Per worker process: enough for every concurrent command of a busy worker, few enough that
-# Redis (10,000 clients by default) serves dozens of workers.
-REDIS_CONNECTIONS = 32
+# Per worker process: a connection is held for a whole round trip, event-loop turns
+# included, so a burst of requests needs about one each (32 queued a burst of 150 for up to
+# 0.9 s, bench/README.md); few enough that Redis (10,000 clients by default) serves dozens
+# of workers.
+REDIS_CONNECTIONS = 256
 REDIS_WAIT_SECONDS = 5
 
 
@@ -39,8 +41,8 @@ class _LoopClient:
 def _new_async_client() -> redis.asyncio.Redis:
     # redis-py's default pool opens new connections while holding its lock, so a burst of
     # requests queues behind one connect after another (bench/README.md); the blocking pool
-    # connects outside its lock and keeps a burst to a bounded set of connections, each busy
-    # for microseconds. No CLIENT SETINFO: two more round trips per new connection.
+    # connects outside its lock and keeps a burst to a bounded set of connections. No CLIENT
+    # SETINFO: two more round trips per new connection.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         max_connections=REDIS_CONNECTIONS,

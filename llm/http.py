@@ -26,9 +26,11 @@ from llm.httpcore_adapter import network_backend
 
 # httpcore's pool looks at every connection it holds, and for each idle one counts them all
 # again, whenever a request starts or ends: with a hundred connections kept alive after a
-# burst, that cost grew with the square of the pool (bench/README.md). Several smaller
-# pools behind one client keep it small.
-POOL_SHARDS = 8
+# burst, that cost grew with the square of the pool (bench/README.md). And it hands one idle
+# kept-alive connection to every request that arrives before the first has started on it:
+# all but one retry, one per round, so a pool's requests of a burst go one after another.
+# Many small pools behind one client keep both small (LLM_MAX_CONNECTIONS split evenly).
+POOL_SHARDS = 64
 USER_AGENT = "chatsite-llm"
 # The request extension that carries a model request's read timeouts (`ReadPhases`).
 READ_PHASES = "chatsite.read_phases"
