@@ -34,7 +34,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.signals import account_group, session_tag
 from chatsite import channels_adapter
-from conversations import fragments, recovery, runner, services, snapshots, socket_frames
+from conversations import fragments, recovery, runner, services, snapshots, socket_frames, stops
 from conversations.models import Conversation, Message
 from conversations.socket_sessions import Refusal, SocketSession, authorize, begin
 from llm import catalog
@@ -201,7 +201,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if reply is None:
             return
         try:
-            await runner.request_stop(conversation.pk)
+            await stops.request_stop(conversation.pk)
             if not await snapshots.is_alive_async(reply.pk):
                 # Its runner is gone (the worker died): settle it now, and tell every tab.
                 await recovery.recover_dead(reply.pk)

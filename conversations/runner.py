@@ -5,8 +5,8 @@ updates to the conversation's group (`publisher`), and the worker's keeper beats
 checkpoints for it (`keeper`). Every update carries a sequence number and lands in the
 Redis snapshot no later than its frame (see `snapshots`). At the end it saves the reply,
 charges it and publishes the final frame; after a first exchange it has the conversation
-titled (`titles`). A stop sent to the conversation's stop group, from any worker, cancels
-the upstream request.
+titled (`titles`). A stop for the conversation, from any worker (`stops`), cancels the
+upstream request.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from conversations.keeper import keepers
 from conversations.markdown import StreamingRenderer
 from conversations.models import Message
 from conversations.publisher import publishers
+from conversations.stops import stop_listeners
 from llm import context as llm_context
 from llm.client import stream_chat
 from llm.errors import LLMError
@@ -38,11 +39,6 @@ log = logging.getLogger(__name__)
 
 # Runners hold no state that matters for correctness; this only keeps their tasks alive.
 _running: set[asyncio.Task[None]] = set()
-
-
-def stop_group(conversation_id: int) -> str:
-    """The group a conversation's runner listens on for stop."""
-    return f"stop-{conversation_id}"
 
 
 def group(conversation_id: int) -> str:
@@ -64,11 +60,6 @@ async def wait_for_runners(within: float = 10.0) -> None:
         await asyncio.wait(list(_running), timeout=within)
 
 
-async def request_stop(conversation_id: int) -> None:
-    """Ask the conversation's runner, on whichever worker, to stop."""
-    await get_channel_layer().group_send(stop_group(conversation_id), {"type": "reply.stop"})
-
-
 @dataclass(eq=False)  # hashable by identity: the worker's keeper holds a set of them
 class ReplyRunner:
     turn: services.Turn
@@ -82,6 +73,7 @@ class ReplyRunner:
     stopped: bool = False
     finished: Finished | None = None
     first_token_at: float | None = None
+    pump: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
         self.reply = self.turn.reply
@@ -104,8 +96,7 @@ class ReplyRunner:
         """Stream, publish, save, charge, and title the conversation."""
         llm_context.request_id.set(f"reply-{self.reply.pk}")  # names it in engine logs
         status, error = Message.Status.COMPLETE, ""
-        helpers: list[asyncio.Task[None]] = []
-        stop_channel = ""
+        watching = False
         # Beating from the start: other workers take a reply without a heartbeat for dead.
         keepers.get().add(self)
         try:
@@ -114,13 +105,14 @@ class ReplyRunner:
             if self.refused is not None:
                 status, error = Message.Status.ERROR, self.refused.message
                 return
-            stop_channel = await self.layer.new_channel()
-            await self.layer.group_add(stop_group(self.conversation.pk), stop_channel)
+            await stop_listeners.get().watch(self.conversation.pk, self.stop)
+            watching = True
             self.publisher = publishers.get()
-            pump = asyncio.ensure_future(self._stream())
-            helpers = [asyncio.ensure_future(self._listen_for_stop(stop_channel, pump))]
+            self.pump = asyncio.ensure_future(self._stream())
+            if self.stopped:
+                self.pump.cancel()
             try:
-                await pump
+                await self.pump
             except asyncio.CancelledError:
                 if not self.stopped:
                     raise
@@ -135,7 +127,7 @@ class ReplyRunner:
             status = Message.Status.ERROR
             error = f"Something went wrong on the server while {self.reply.model} was answering."
         finally:
-            await self._stop_helpers(helpers, stop_channel)
+            await self._tidy_up(watching)
             try:
                 await self._finish(status, error)
             finally:
@@ -160,26 +152,21 @@ class ReplyRunner:
                 elif isinstance(event, Finished):
                     self.finished = event
 
-    async def _listen_for_stop(self, channel: str, pump: asyncio.Future[None]) -> None:
-        while True:
-            message = await self.layer.receive(channel)
-            if message.get("type") == "reply.stop":
-                self.stopped = True
-                pump.cancel()
-                return
+    def stop(self) -> None:
+        """A stop arrived: end the upstream request; the reply is saved as stopped."""
+        self.stopped = True
+        if self.pump is not None:
+            self.pump.cancel()
 
-    async def _stop_helpers(self, helpers: list[asyncio.Task[None]], stop_channel: str) -> None:
-        """Leave the publisher and the stop group before the final frame."""
-        for helper in helpers:
-            helper.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
-        # Each step on its own: a Redis blip here must not keep the reply from being
-        # saved and charged (and its concurrency slot from being given back).
+    async def _tidy_up(self, watching: bool) -> None:
+        """Stop listening for stops and leave the publisher before the final frame."""
+        if watching:
+            stop_listeners.get().unwatch(self.conversation.pk, self.stop)
+        # A Redis blip here must not keep the reply from being saved and charged (and its
+        # concurrency slot from being given back).
         try:
             # No update of ours may be published after the final frame.
             await publishers.get().settle(self)
-            if stop_channel:
-                await self.layer.group_discard(stop_group(self.conversation.pk), stop_channel)
         except Exception:
             log.exception("could not tidy up after reply %s", self.reply.pk)
 

@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from conversations import fragments, services
 from conversations.forms import RenameForm, SettingsForm
 from conversations.models import Conversation, Message
-from conversations.runner import request_stop
+from conversations.stops import request_stop
 from llm.catalog import model_names_sync
 
 log = logging.getLogger(__name__)
