@@ -1,24 +1,15 @@
 """The chat websocket: authorizes, validates, saves and hands work to the runner.
 
-It never streams itself. On connect (and whenever it notices a gap in a reply's sequence
-numbers) it sends the latest turn from the snapshot or the database, then forwards only
-updates newer than what it sent. A reply it shows as streaming that goes quiet for QUIET
-seconds is checked against its snapshot, so a lost frame, even the final one, is
-recovered without waiting for another.
+It never streams itself. On connect, and on a gap in a reply's sequence numbers, it sends
+the latest turn from the snapshot or the database, then forwards only newer updates; a
+streaming reply that goes quiet for QUIET seconds is checked against its snapshot, so a lost
+frame, even the final one, is recovered.
 
-Who may use it: every frame is authorized again (`socket_sessions`). A socket whose session
-no longer stands, and one whose owner's account group gets a sign-out or an access change
-from `accounts.signals`, is closed with FORBIDDEN (4403), which the page reads as "reload"
-and htmx does not retry. Frames it cannot use (`socket_frames`) get a clear error under the
-composer and the socket stays open.
-
-Redis down: the meter cannot admit a turn, so the reply is saved as an error with Retry and
-shown on this socket directly (not through the channel layer, which is on the same Redis).
-The socket stays open: the channel layer subscribes again by itself about a second after
-Redis is back. Meanwhile, and for frames published before that, the quiet-reply check stands
-in: every reply this socket starts is watched from the start, and without a snapshot the
-database says when it ended. A socket that opens while the channel layer is unreachable is
-refused at the handshake, which htmx retries.
+Every frame is authorized again (`socket_sessions`); a socket whose session no longer stands
+is closed with FORBIDDEN (4403), which the page reads as "reload". Frames it cannot use get
+an error under the composer (`socket_frames`). When Redis is down the meter cannot admit a
+turn: the reply is saved as an error with Retry and shown on this socket directly, since
+the channel layer is on that Redis too.
 """
 
 from __future__ import annotations
