@@ -1,4 +1,5 @@
-"""A real Daphne serving the project on a free loopback port, for browser and API tests."""
+"""Real Daphne workers serving the project on free loopback ports, for the browser, API,
+fault and deployment tests."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,22 @@ class Worker:
     process: subprocess.Popen[bytes]
     log_path: Path
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Terminate it (SIGKILL if it lingers); nothing is done for one already gone."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @contextmanager
@@ -58,10 +73,9 @@ def daphne(extra_env: dict[str, str] | None = None) -> Iterator[str]:
         yield worker.url
 
 
-@contextmanager
-def daphne_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
-    """Start Daphne against the test database and Redis; yield the running worker."""
-    port = free_port()
+def worker_env(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process serving the tests: this one's, with the test database
+    and the suite's settings, and `extra_env` over it."""
     env = {
         **os.environ,
         # Not tests.settings: importing it makes a new DATA_DIR (another secret key and
@@ -74,33 +88,58 @@ def daphne_worker(extra_env: dict[str, str] | None = None) -> Iterator[Worker]:
         **(extra_env or {}),
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+def daphne_command(port: int, args: Sequence[str] = ()) -> list[str]:
+    """The command line of a test Daphne on `port`: the product's Daphne (its access log
+    redacts secrets) listening as `make run` does, with Daphne options `args`."""
+    endpoint = daphne_endpoint("127.0.0.1", port)
+    return [
+        sys.executable,
+        "-m",
+        "chatsite.serve",
+        *args,
+        "-e",
+        endpoint,
+        "chatsite.asgi:application",
+    ]
+
+
+@contextmanager
+def daphne_worker(
+    extra_env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[Worker]:
+    """Start Daphne against the test database and Redis, with `extra_env` in its
+    environment and Daphne options `args` (e.g. "--proxy-headers"); yield the running
+    worker, stopped at the end."""
+    port = free_port()
+    env = worker_env(extra_env)
     log_path = Path(os.environ["DATA_DIR"]) / f"daphne-{port}.log"
     _collect_static(env)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chatsite.serve",  # the product's Daphne: its access log redacts secrets
-                "-e",
-                daphne_endpoint("127.0.0.1", port),
-                "chatsite.asgi:application",
-            ],
+            daphne_command(port, args),
             cwd=BASE_DIR,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    worker = Worker(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        _wait_until_up(url, process, log_path)
-        yield Worker(url, process, log_path)
+        _wait_until_up(worker.url, process, log_path)
+        yield worker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        worker.stop()
+
+
+@contextmanager
+def workers(
+    count: int, extra_env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[list[Worker]]:
+    """`count` Daphne workers (see `daphne_worker`) on the same database and Redis."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(daphne_worker(extra_env, args)) for _ in range(count)]
 
 
 _collected: set[str] = set()

@@ -125,6 +125,8 @@ class MockUpstream:
         self.api_key = api_key  # required as a Bearer token on /v1/* when set
         # Models that refuse embeddings, as chat-only models do (Ollama answers 501).
         self.chat_only: set[str] = set()
+        # When set: the JSON every embeddings request is answered with, as it stands.
+        self.embed_answer: Any = None
         self.requests: list[Received] = []
         self.streams: list[StreamRecord] = []
         self.defaults = Script()
@@ -214,6 +216,7 @@ class MockUpstream:
         self.defaults = Script()
         self.per_model.clear()
         self.chat_only.clear()
+        self.embed_answer = None
         self.requests.clear()
         self.streams.clear()
 
@@ -330,6 +333,10 @@ class MockUpstream:
                 self._send(writer, 200, "text/plain; charset=utf-8", payload.encode())
             else:
                 self._send_json(writer, 200, payload)
+            return True
+        embeddings = route in {("POST", "/api/embed"), ("POST", "/v1/embeddings")}
+        if embeddings and self.embed_answer is not None:
+            self._send_json(writer, 200, self.embed_answer)
             return True
         if route == ("POST", "/api/show"):
             self._show(request, writer)

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from accounts.models import User
 from conversations import runner, services, snapshots
-from conversations.consumers import FORBIDDEN, ChatConsumer
+from conversations.consumers import FORBIDDEN, QUIET
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from tests.conversations.conftest import MODEL, reply_of, session_cookie
@@ -399,28 +399,26 @@ async def test_every_message_is_authorized_again(
 
 
 async def test_a_lost_final_frame_is_recovered_from_the_snapshot(
-    sockets, conversation: Conversation, mock: MockUpstream, monkeypatch: pytest.MonkeyPatch
+    sockets, conversation: Conversation
 ) -> None:
-    """The core layer drops group messages at capacity; a tab must not stay "writing…"."""
-    from conversations import consumers
-
-    monkeypatch.setattr(consumers, "QUIET", 0.3)
-    original = ChatConsumer.reply_frame
-    dropped: list[int] = []
-
-    async def lossy(self: ChatConsumer, event: dict) -> None:
-        if event.get("final"):
-            dropped.append(event["seq"])
-            return
-        await original(self, event)
-
-    monkeypatch.setattr(ChatConsumer, "reply_frame", lossy)
-    mock.script(tokens=10, delay=0.005)
+    """The core layer drops group messages at capacity; a tab must not stay "writing…".
+    The test plays the runner: it publishes a frame, then saves the reply and finishes its
+    snapshot, and the final frame never goes out."""
+    turn = await database_sync_to_async(services.begin_turn)(conversation, "Hello", MODEL)
+    reply_id = turn.reply.pk
+    await snapshots.start(reply_id)
     socket = await connected(sockets, conversation)
-    await socket.send(action="send", content="Hello", model=MODEL)
-    final = await socket.receive_until(r"status-complete", within=3)
-    assert dropped, "the final frame was withheld"
-    assert "tok9" in final and "writing…" not in final
+    assert "status-streaming" in await socket.receive()  # the turn as it stands: seq 0
+    await snapshots.append(reply_id, "tok0 ", 1)
+    frame = {"type": "reply.frame", "message": reply_id, "seq": 1, "html": "tok0"}
+    await get_channel_layer().group_send(runner.group(conversation.pk), frame)
+    assert await socket.receive() == "tok0"
+    await database_sync_to_async(services.finish_reply)(
+        turn.reply, content="tok0 tok1", status=Message.Status.COMPLETE
+    )
+    await snapshots.finish(reply_id, 2)  # the final frame, seq 2, is lost
+    final = await socket.receive_until(r"status-complete", within=2 * QUIET + 1)
+    assert "tok1" in final and "writing…" not in final
 
 
 async def test_the_saved_html_is_the_streamed_render_and_equals_a_whole_render(
@@ -443,14 +441,18 @@ async def test_a_snapshot_that_lost_its_text_is_written_whole_again(
 ) -> None:
     """Redis restarted or the key expired mid-reply: later joiners still get every word."""
     from chatsite.redis import get_async_redis
-    from conversations import snapshots
 
     mock.script(tokens=60, delay=0.01)
     socket = await connected(sockets, conversation)
     await socket.send(action="send", content="Count", model=MODEL)
     await socket.receive_until(r"tok10\b")
     reply = await reply_of(conversation)
-    await get_async_redis().delete(snapshots._text_key(reply.pk))
+    # The text's key goes (read in the same step, to be sure it is the reply's text).
+    lost = get_async_redis().pipeline(transaction=True)
+    lost.get(f"chat:reply:{reply.pk}:text")
+    lost.delete(f"chat:reply:{reply.pk}:text")
+    text, deleted = await lost.execute()
+    assert deleted == 1 and text.startswith("tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 tok8 tok9")
     await socket.receive_until(r"tok30\b")
     joiner = await connected(sockets, conversation)
     first = await joiner.receive()

@@ -1,13 +1,13 @@
 """The shipped deployment, run for real on loopback: `manage.py prepare` and Daphne workers
-started with the command lines of deploy/systemd/, and nginx with deploy/nginx/chatsite.conf
-(only its addresses and certificate changed) in a private prefix directory.
+started with the command lines of deploy/systemd/ (the workers by `tests.live`, with the
+unit's Daphne options), and nginx with deploy/nginx/chatsite.conf (only its addresses and
+certificate changed) in a private prefix directory.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import re
 import shlex
 import shutil
@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.live import BASE_DIR, _wait_until_up, free_port, test_database_url
+from chatsite.embedded import stop
+from tests import live
+from tests.live import BASE_DIR, free_port
 
 DEPLOY = BASE_DIR / "deploy"
 SITE_FILE = DEPLOY / "nginx" / "chatsite.conf"
@@ -54,72 +56,39 @@ def env_file_settings(*prefixes: str) -> dict[str, str]:
     return settings
 
 
-@dataclass
-class Worker:
-    """One Daphne worker started as chatsite@PORT.service starts it."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def daphne_options(unit: str = "chatsite@.service") -> list[str]:
+    """The Daphne options of the worker unit's command line, which must otherwise be the
+    command `tests.live` starts its workers with (the same server, endpoint and app)."""
+    port = 8001
+    argv = unit_command(unit, str(port))
+    options = argv[3:-3]  # between "-m chatsite.serve" and "-e ENDPOINT APP"
+    assert argv == live.daphne_command(port, options), (
+        f"{unit} runs {shlex.join(argv[1:])}; tests/deploy/stack.py expects "
+        f"{shlex.join(live.daphne_command(port, options)[1:])}"
+    )
+    return options
 
 
-def worker_env(extra: dict[str, str]) -> dict[str, str]:
-    """The workers' environment: the test database and Redis, and `extra`."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.live_settings",  # the suite's password hashers
-        "DATABASE_URL": test_database_url(),
-        "PYTHONUNBUFFERED": "1",  # as the unit sets it: access log lines as they happen
-        "OLLAMA_BASE_URL": "",  # prepare creates no default connection in the test database
-        "OPENAI_BASE_URL": "",
-        **extra,
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    return env
+# For the prepare step and the workers: unbuffered output as the units have it (access log
+# lines as they happen), and no model server, so that prepare creates no default connection
+# in the test database.
+UNIT_ENV = {"PYTHONUNBUFFERED": "1", "OLLAMA_BASE_URL": "", "OPENAI_BASE_URL": ""}
 
 
 @contextmanager
-def workers(count: int, env: dict[str, str]) -> Iterator[list[Worker]]:
-    """Run chatsite-prepare.service's command, then `count` chatsite@PORT workers."""
+def workers(count: int, extra_env: dict[str, str]) -> Iterator[list[live.Worker]]:
+    """Run chatsite-prepare.service's command, then `count` workers with the Daphne options
+    of chatsite@.service, on the test database and Redis with `extra_env`."""
+    env = {**UNIT_ENV, **extra_env}
     prepared = subprocess.run(
-        unit_command("chatsite-prepare.service"), cwd=BASE_DIR, env=env, capture_output=True
+        unit_command("chatsite-prepare.service"),
+        cwd=BASE_DIR,
+        env=live.worker_env(env),
+        capture_output=True,
     )
     assert prepared.returncode == 0, prepared.stderr.decode()[-3000:]
-    ports: list[int] = []
-    while len(ports) < count:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    started: list[Worker] = []
-    try:
-        for port in ports:
-            log_path = Path(env["DATA_DIR"]) / f"worker-{port}.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    unit_command("chatsite@.service", str(port)),
-                    cwd=BASE_DIR,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            started.append(Worker(port, process, log_path))
-        for worker in started:
-            _wait_until_up(f"http://127.0.0.1:{worker.port}", worker.process, worker.log_path)
+    with live.workers(count, env, daphne_options()) as started:
         yield started
-    finally:
-        for worker in started:
-            worker.stop()
 
 
 @dataclass
@@ -247,7 +216,7 @@ def nginx(upstreams: list[int], prefix: Path, tls: TlsFiles, https_port: int) ->
         _wait_for_port(server.https_port, process, server)
         yield server
     finally:
-        _stop_nginx(process)
+        stop(process)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], server: Nginx) -> None:
@@ -262,12 +231,3 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], server: Nginx) -
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nginx did not listen within 10 s:\n{server.error_log()[-3000:]}")
-
-
-def _stop_nginx(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

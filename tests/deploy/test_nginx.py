@@ -24,6 +24,7 @@ from accounts.models import User
 from conversations.models import Conversation, Message
 from tests.conversations.conftest import MODEL, session_cookie
 from tests.deploy import stack
+from tests.live import Worker
 from tests.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +35,7 @@ SPOOFED = "203.0.113.9"  # an address a client claims in its own X-Forwarded-For
 @dataclass
 class Site:
     nginx: stack.Nginx
-    workers: list[stack.Worker]
+    workers: list[Worker]
     tls: ssl.SSLContext  # a client context that trusts nginx's certificate
 
 
@@ -49,7 +50,7 @@ def site(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Ite
         tls = stack.self_signed_certificate(prefix)
         https_port = stack.free_port()
         # SECURE_PROXY_SSL=1 lets the chat socket's origin check see the https origin.
-        env = stack.worker_env(stack.env_file_settings("SECURE_", "MAX_REQUEST_MB"))
+        env = stack.env_file_settings("SECURE_", "MAX_REQUEST_MB")
         with django_db_blocker.unblock(), stack.workers(2, env) as workers:
             ports = [worker.port for worker in workers]
             with stack.nginx(ports, prefix / "nginx", tls, https_port) as server:

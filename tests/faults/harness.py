@@ -1,5 +1,6 @@
-"""Real faults for tests: a private Redis a test can stop and start again, a Daphne that uses
-it, and a signed-in chat socket opened the way the browser opens it.
+"""Real faults for tests: a private Redis a test can stop and start again, real Daphne
+workers on it (`tests.live`), and what a test watches them with: a signed-in chat socket
+opened the way the browser opens it, an API stream, the workers' tracebacks.
 
     with redis_server() as redis, daphne_on(redis) as worker:
         with chat_socket(worker, conversation.pk, session_for(user)) as page:
@@ -8,28 +9,30 @@ it, and a signed-in chat socket opened the way the browser opens it.
             page.wait_for("cannot be reached")
             redis.start()  # the same URL again, with what its append-only file kept
 
-The Daphne shares the test database (tests that use it need `transactional_db`), so
-anything the test saves is what the server reads.
+The workers share the test database (tests that use them need `transactional_db`), so
+anything the test saves is what they read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import httpx
 from django.conf import settings
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from chatsite.embedded import start_redis, stop
 from tests import live
-from tests.faults.cluster import Page
 
 ABNORMAL_CLOSURE = 1006
 
@@ -86,8 +89,39 @@ def session_for(user: object) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-class ChatSocket(Page):
-    """A chat page's websocket on a live worker (session cookie, the worker's Origin)."""
+class ChatSocket:
+    """A chat page's websocket on a live worker (session cookie, the worker's Origin),
+    read frame by frame; every frame read is kept in `frames`."""
+
+    def __init__(self, worker: live.Worker, conversation_id: int, session: str) -> None:
+        ws_url = worker.url.replace("http://", "ws://")
+        self.exits = ExitStack()
+        self.socket: ClientConnection = self.exits.enter_context(
+            connect(
+                f"{ws_url}/ws/c/{conversation_id}/",
+                origin=worker.url,
+                additional_headers={"Cookie": f"sessionid={session}"},
+                open_timeout=5,
+            )
+        )
+        self.frames: list[str] = []
+
+    def send(self, **data: object) -> None:
+        self.socket.send(json.dumps(data))
+
+    def wait_for(self, pattern: str, within: float = 10) -> str:
+        """Frames until one matches `pattern` (a regex); that frame."""
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                frame = str(self.socket.recv(timeout=left))
+            except TimeoutError:
+                break
+            self.frames.append(frame)
+            if re.search(pattern, frame):
+                return frame
+        tail = "\n".join(frame[:300] for frame in self.frames[-3:])
+        raise AssertionError(f"no frame matching {pattern!r} within {within} s:\n{tail}")
 
     def close_code(self, within: float = 5) -> int:
         """Read (and keep) frames until the server closes; the close code it sent, or 1006
@@ -102,6 +136,12 @@ class ChatSocket(Page):
             pass
         raise AssertionError(f"the socket was not closed within {within} s")
 
+    def close(self) -> None:
+        try:
+            self.exits.close()
+        except ConnectionClosed:
+            pass
+
 
 @contextmanager
 def chat_socket(worker: live.Worker, conversation_id: int, session: str) -> Iterator[ChatSocket]:
@@ -111,6 +151,33 @@ def chat_socket(worker: live.Worker, conversation_id: int, session: str) -> Iter
         yield socket
     finally:
         socket.close()
+
+
+@contextmanager
+def stream_api(
+    worker: live.Worker, key: str, model: str, content: str = "hi"
+) -> Iterator[httpx.Response]:
+    """An /api/chat stream on `worker`, open once its headers arrived; closed after."""
+    with (
+        httpx.Client(base_url=worker.url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/api/chat",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": model, "messages": [{"role": "user", "content": content}]},
+        ) as response,
+    ):
+        yield response
+
+
+def wait_until(check: Callable[[], object], within: float = 10, every: float = 0.1) -> float:
+    """Poll `check()` until it is true; the seconds it took (AssertionError at the deadline)."""
+    began = time.monotonic()
+    while time.monotonic() - began < within:
+        if check():
+            return time.monotonic() - began
+        time.sleep(every)
+    raise AssertionError(f"{check} did not hold within {within} s")
 
 
 def tracebacks(worker: live.Worker) -> list[str]:

@@ -14,22 +14,15 @@ import pytest
 from accounts.models import ApiKey, User
 from conversations.models import Conversation, Message
 from llm.models import Connection
-from tests.conversations.conftest import session_cookie
-from tests.faults.cluster import Page, stream_api, wait_until, workers
-from tests.faults.harness import redis_server
+from tests.conversations.conftest import MODEL
+from tests.faults.harness import ChatSocket, redis_server, session_for, stream_api, wait_until
+from tests.live import Worker, workers
 from tests.mock_upstream import MockUpstream
 from usage.models import Generation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MODEL = "llama3.2:latest"
 INTERRUPTED = "stopped while this reply was being written"
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with MockUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
@@ -40,33 +33,22 @@ def pair(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Ite
 
 
 @pytest.fixture
-def upstream(mock: MockUpstream, transactional_db: None) -> Iterator[MockUpstream]:
-    mock.reset()
-    Connection.objects.create(name="local", kind="ollama", base_url=mock.url)
-    yield mock
-    mock.reset()
-
-
-@pytest.fixture
-def conversation(member: User, upstream: MockUpstream) -> Conversation:
-    return Conversation.objects.create(owner=member, model=MODEL)
-
-
-@pytest.fixture
 def session(member: User) -> str:
-    return session_cookie(member)
+    return session_for(member)
 
 
 @pytest.fixture
-def pages() -> Iterator[list[Page]]:
-    opened: list[Page] = []
+def pages() -> Iterator[list[ChatSocket]]:
+    opened: list[ChatSocket] = []
     yield opened
     for page in opened:
         page.close()
 
 
-def open_page(pages: list[Page], worker, conversation: Conversation, session: str) -> Page:  # type: ignore[no-untyped-def]
-    page = Page(worker, conversation.pk, session)
+def open_page(
+    pages: list[ChatSocket], worker: Worker, conversation: Conversation, session: str
+) -> ChatSocket:
+    page = ChatSocket(worker, conversation.pk, session)
     pages.append(page)
     return page
 
@@ -76,17 +58,17 @@ def last_reply(conversation: Conversation) -> Message:
 
 
 def test_a_turn_sent_through_one_worker_streams_to_a_page_on_the_other_and_stops_from_it(
-    pair, pages, conversation: Conversation, session: str, upstream: MockUpstream
+    pair, pages, conversation: Conversation, session: str, mock: MockUpstream
 ) -> None:
     a, b = pair
-    upstream.script(tokens=500, delay=0.02)
+    mock.script(tokens=500, delay=0.02)
     sender = open_page(pages, a, conversation, session)
     watcher = open_page(pages, b, conversation, session)
     sender.send(action="send", content="Count for me", model=MODEL)
     watcher.wait_for("Count for me")
     watcher.wait_for(r"tok20\b")
     watcher.send(action="stop")
-    record = upstream.wait_for_disconnect(within=2)  # A cancelled its upstream request
+    record = mock.wait_for_disconnect(within=2)  # A cancelled its upstream request
     assert not record.completed
     wait_until(lambda: last_reply(conversation).status == Message.Status.STOPPED, within=3)
     words = last_reply(conversation).content.split()
@@ -96,9 +78,9 @@ def test_a_turn_sent_through_one_worker_streams_to_a_page_on_the_other_and_stops
     wait_until(lambda: Generation.objects.filter(status="stopped").exists(), within=5)
 
 
-def revoke_through_the_keys_page(worker, user: User, key: ApiKey) -> None:  # type: ignore[no-untyped-def]
+def revoke_through_the_keys_page(worker: Worker, user: User, key: ApiKey) -> None:
     with httpx.Client(base_url=worker.url, timeout=10) as browser:
-        browser.cookies.set("sessionid", session_cookie(user))
+        browser.cookies.set("sessionid", session_for(user))
         page = browser.get(f"/keys/{key.pk}/revoke/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
         answer = browser.post(
@@ -110,7 +92,7 @@ def revoke_through_the_keys_page(worker, user: User, key: ApiKey) -> None:  # ty
 
 
 def test_a_key_revoked_on_one_worker_is_refused_by_the_other_at_once(
-    pair, member: User, upstream: MockUpstream
+    pair, member: User, connection: Connection
 ) -> None:
     a, b = pair
     key, secret = ApiKey.issue(member, "ci")
@@ -121,10 +103,10 @@ def test_a_key_revoked_on_one_worker_is_refused_by_the_other_at_once(
 
 
 def test_concurrent_generations_are_limited_across_both_workers(
-    pair, member: User, upstream: MockUpstream
+    pair, member: User, connection: Connection, mock: MockUpstream
 ) -> None:
     a, b = pair
-    upstream.script(tokens=200, delay=0.02)
+    mock.script(tokens=200, delay=0.02)
     secret = ApiKey.issue(member, "ci")[1]
     with ExitStack() as stack:
         streams = [stack.enter_context(stream_api(w, secret, MODEL)) for w in (a, b, a, b)]
@@ -140,9 +122,9 @@ def test_a_worker_killed_mid_reply_is_recovered_by_the_other(
     member: User,
     conversation: Conversation,
     session: str,
-    upstream: MockUpstream,
+    mock: MockUpstream,
 ) -> None:
-    upstream.script(tokens=3000, delay=0.02)
+    mock.script(tokens=3000, delay=0.02)
     secret = ApiKey.issue(member, "ci")[1]
     with workers(2, {"QUOTA_MEMBER_CONCURRENT": "1", "ORPHAN_SWEEP": "1"}) as (a, b):
         sender = open_page(pages, a, conversation, session)
@@ -164,7 +146,7 @@ def test_a_worker_killed_mid_reply_is_recovered_by_the_other(
             with stream_api(b, secret, MODEL) as response:
                 return response.status_code == 200
 
-        upstream.script(tokens=2, delay=0)
+        mock.script(tokens=2, delay=0)
         assert wait_until(admitted, within=15, every=0.5) + (time.monotonic() - killed) < 20
 
 
@@ -173,9 +155,9 @@ def test_a_redis_restart_mid_reply_keeps_the_reply_and_the_spent_budget(
     member: User,
     conversation: Conversation,
     session: str,
-    upstream: MockUpstream,
+    mock: MockUpstream,
 ) -> None:
-    upstream.script(tokens=150, delay=0.02)
+    mock.script(tokens=150, delay=0.02)
     secret = ApiKey.issue(member, "ci")[1]
     with (
         redis_server() as redis,

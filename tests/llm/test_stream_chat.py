@@ -283,22 +283,23 @@ async def test_credentials_in_the_base_url_reach_the_upstream_as_basic_auth(mock
     assert sent.headers["authorization"] == "Basic bGFiOnMzY3JldA=="
 
 
-def test_an_embeddings_answer_is_checked_before_it_is_passed_on():
-    from llm.clients import openai
-    from llm.clients.base import EmbedParser
+async def test_an_embeddings_answer_is_checked_before_it_is_passed_on(cloud, mock):
+    from llm.client import embed
     from llm.errors import UpstreamError
 
-    parser = EmbedParser(["a", "b"], openai._embed_reading)
     items = [{"index": None, "embedding": [1.0]}, {"index": 1, "embedding": [2.0]}]
-    (event,) = parser.whole({"data": items, "usage": {"prompt_tokens": 0}})
-    assert event.vectors == [[1.0], [2.0]]
-    assert event.usage_source == "estimated"  # 0 tokens for real text is not a count
+    mock.embed_answer = {"data": items, "usage": {"prompt_tokens": 0}}
+    embedded = await embed("gpt-4o-mini", ["a", "b"])
+    assert embedded.vectors == [[1.0], [2.0]]
+    assert embedded.usage_source == "estimated"  # 0 tokens for real text is not a count
     for vector in ([1e39], [None], [True], ["1"]):
-        data = {"data": [{"index": 0, "embedding": vector}, {"index": 1, "embedding": [1]}]}
-        with pytest.raises(UpstreamError):
-            parser.whole(data)
+        items = [{"index": 0, "embedding": vector}, {"index": 1, "embedding": [1]}]
+        mock.embed_answer = {"data": items}
+        with pytest.raises(UpstreamError, match="an embedding that is not numbers"):
+            await embed("gpt-4o-mini", ["a", "b"])
+    mock.embed_answer = {"data": [{"index": 0, "embedding": [1.0]}]}
     with pytest.raises(UpstreamError, match="1 embeddings for 2 inputs"):
-        parser.whole({"data": [{"index": 0, "embedding": [1.0]}]})
+        await embed("gpt-4o-mini", ["a", "b"])
 
 
 async def test_a_whole_answer_over_its_limit_is_refused_not_held(mock):
