@@ -1,11 +1,17 @@
-"""The websocket's same-origin rule."""
+"""The websocket's same-origin rule, and what a send to a page already gone raises."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+
+# A frame sent to a socket its page is closing: the ASGI spec has servers raise an OSError;
+# Daphne raises autobahn's Disconnected until it has seen the connection end. The
+# disconnect that follows ends the consumer as usual.
+CLIENT_GONE = (OSError, Disconnected)
 
 
 class SameOriginValidator:

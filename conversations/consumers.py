@@ -25,6 +25,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.signals import account_group, session_tag
 from chatsite import channels_adapter
+from chatsite.websocket import CLIENT_GONE
 from conversations import fragments, recovery, runner, services, snapshots, socket_frames, stops
 from conversations.models import Conversation, Message
 from conversations.socket_sessions import Refusal, SocketSession, authorize, begin
@@ -85,6 +86,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.reply_frame(message)
             else:
                 await super().dispatch(message)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except CLIENT_GONE:
+            pass  # the page is closing its socket; its disconnect follows
 
     async def connect(self) -> None:
         user = self.scope.get("user")
