@@ -20,6 +20,7 @@ from llm.client import stream_chat
 from llm.errors import LLMError
 from llm.events import Delta, ToolCalls
 from llm.tokens import estimate_prompt_tokens
+from usage import limits
 
 # The Ollama API version this door speaks; some clients gate features on it.
 OLLAMA_VERSION = "0.12.3"
@@ -76,6 +77,7 @@ async def chat(request: HttpRequest, key: ApiKey) -> HttpResponse | StreamingHtt
             think=body.get("think"),
             keep_alive=body.get("keep_alive"),
             stream=stream,
+            **_passed_on(body),
             target=target,
         ),
         wire=OLLAMA,
@@ -114,13 +116,14 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
             system=body.get("system"),
             template=body.get("template"),
             context=body.get("context"),
-            raw=raw,
+            raw=body.get("raw"),
             images=body.get("images"),
             options=body.get("options"),
             format=format,
             think=body.get("think"),
             keep_alive=body.get("keep_alive"),
             stream=stream,
+            **_passed_on(body),
             target=target,
         ),
         wire=OLLAMA,
@@ -129,6 +132,12 @@ async def generate(request: HttpRequest, key: ApiKey) -> HttpResponse | Streamin
     if stream:
         return ndjson_response(encode(relay, encoder, context=not raw))
     return json_response(await whole(relay, encoder, context=not raw))
+
+
+def _passed_on(body: dict) -> dict:
+    """The request's fields an Ollama upstream gets as they are and an OpenAI-compatible
+    one gets translated or ignores (docs/api.md); their types are checked already."""
+    return {name: body.get(name) for name in ("truncate", "shift", "logprobs", "top_logprobs")}
 
 
 def _load_answer(encoder: OllamaStreamEncoder, body: dict, stream: bool) -> HttpResponse:
@@ -148,8 +157,8 @@ async def encode(
     try:
         async for event in relay:
             if isinstance(event, Delta):
-                if event.text or event.thinking:
-                    yield encoder.delta(event.text, event.thinking)
+                if event.text or event.thinking or event.logprobs:
+                    yield encoder.delta(event.text, event.thinking, event.logprobs)
             elif isinstance(event, ToolCalls):
                 yield encoder.tool_calls(event.calls)
         yield encoder.final(relay.finished, relay.clock, context=context)
@@ -172,6 +181,8 @@ async def whole(relay: Relay, encoder: OllamaStreamEncoder, *, context: bool) ->
         reply["thinking"] = collected.thinking
     if collected.calls:
         reply["tool_calls"] = [ndjson.tool_call(call, i) for i, call in enumerate(collected.calls)]
+    if collected.logprobs:
+        answer["logprobs"] = ndjson.logprobs(collected.logprobs)
     return answer
 
 
@@ -204,7 +215,8 @@ async def _visible_models(key: ApiKey) -> list[CatalogModel]:
         models = await list_models()
     except LLMError as exc:
         raise OLLAMA.engine_error(exc, "*") from None
-    return [entry for entry in models if key.allows_model(entry.name)]
+    effective = await limits.effective_limits_async(key.user)
+    return [entry for entry in models if effective.allows(entry.name, key)]
 
 
 @endpoint("GET", "HEAD", wire=OLLAMA)

@@ -116,12 +116,15 @@ class OllamaStreamEncoder:
             self._thinking = b',"thinking":'
             self._tail = b',"done":false}\n'
 
-    def delta(self, text: str, thinking: str) -> bytes:
-        """A done:false line carrying a piece of the reply."""
+    def delta(self, text: str, thinking: str, token_logprobs: list[dict] | None = None) -> bytes:
+        """A done:false line carrying a piece of the reply (and its tokens' logprobs)."""
         line = self._head + created_at().encode() + self._text + _quote(text).encode()
         if thinking:
             line += self._thinking + _quote(thinking).encode()
-        return line + self._tail
+        if not token_logprobs:
+            return line + self._tail
+        entries = b',"logprobs":' + dumps(logprobs(token_logprobs))
+        return line + self._tail[:-2] + entries + b"}\n"
 
     def tool_calls(self, calls: list[ToolCall]) -> bytes:
         """A done:false line with whole tool calls."""
@@ -155,6 +158,18 @@ class OllamaStreamEncoder:
             body["response"] = ""
         body["done"] = done
         return body
+
+
+def logprobs(entries: list[dict]) -> list[dict]:
+    """Token logprobs in Ollama's shape: `bytes` left out where the upstream sent null."""
+    return [_token_logprob(entry) for entry in entries]
+
+
+def _token_logprob(entry: dict) -> dict:
+    out = {name: value for name, value in entry.items() if value is not None}
+    if isinstance(out.get("top_logprobs"), list):
+        out["top_logprobs"] = [_token_logprob(top) for top in out["top_logprobs"]]
+    return out
 
 
 def error_line(message: str) -> bytes:

@@ -15,11 +15,25 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from api.bodies import (
+    INT64,
+    PENALTY,
+    POSITIVE_COUNT,
+    PROBABILITY,
+    TOP_LOGPROBS,
+    Range,
+    body_json,
+    fits,
+    parse_json,
+)
 from api.errors import ApiError
-from api.validation import INT32_MAX, INT64, PENALTY, PROBABILITY, Range, parse_json
+from llm.errors import InvalidRequest
+from llm.passthrough import refuse_unrelayable
+from llm.translate import chosen_tools, tool_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_CHOICES = ("none", "auto", "required")
+TOOL_CHOICE_TYPES = ("function", "allowed_tools", "custom")
 MAX_STOP = 4
 
 
@@ -38,10 +52,10 @@ CHAT_FIELDS = {
     "presence_penalty": Field("number", PENALTY),
     "frequency_penalty": Field("number", PENALTY),
     "n": Field("integer", Range(1, 128)),
-    "max_tokens": Field("integer", Range(1, INT32_MAX)),
-    "max_completion_tokens": Field("integer", Range(1, INT32_MAX)),
+    "max_tokens": Field("integer", POSITIVE_COUNT),
+    "max_completion_tokens": Field("integer", POSITIVE_COUNT),
     "seed": Field("integer", INT64),
-    "top_logprobs": Field("integer", Range(0, 20)),
+    "top_logprobs": Field("integer", TOP_LOGPROBS),
     "logprobs": Field("boolean"),
     "stream": Field("boolean"),
     "parallel_tool_calls": Field("boolean"),
@@ -53,18 +67,15 @@ CHAT_FIELDS = {
     "logit_bias": Field("object"),
 }
 EMBEDDING_FIELDS = {
-    "dimensions": Field("integer", Range(1, INT32_MAX)),
+    "dimensions": Field("integer", POSITIVE_COUNT),
     "encoding_format": Field("string", choices=("float", "base64")),
 }
 
 
 def read_body(request: HttpRequest) -> dict:
     """The JSON object of the request (400 for none, bad JSON, or not an object)."""
-    raw = request.body
-    if not raw.strip():
-        raise ApiError(400, "missing request body")
     try:
-        body = parse_json(raw)
+        body = body_json(request)
     except ValueError as exc:
         raise ApiError(400, f"We could not parse the JSON body of your request: {exc}") from None
     if not isinstance(body, dict):
@@ -92,6 +103,8 @@ def check_chat(body: dict) -> None:
     _check_messages(body.get("messages"))
     _check_stop(body.get("stop"))
     _check_tool_choice(body.get("tool_choice"))
+    _check_chosen_tools(body.get("tool_choice"), body.get("tools"))
+    _check_relayable(body)
 
 
 def check_embeddings(body: dict) -> None:
@@ -105,7 +118,7 @@ def check_fields(body: dict, fields: dict[str, Field]) -> None:
         value = body.get(name)
         if value is None:  # null is the field's default, as with OpenAI
             continue
-        if not _fits(field.kind, value):
+        if not fits(field.kind, value):
             raise ApiError(
                 400,
                 f"Invalid type for '{name}': expected {_a(field.kind)}, "
@@ -186,6 +199,37 @@ def _check_tool_choice(choice: Any) -> None:
     )
 
 
+def _check_chosen_tools(choice: Any, tools: Any) -> None:
+    """A `tool_choice` that forces or names tools needs them among `tools`."""
+    if choice in (None, "none", "auto"):
+        return
+    if isinstance(choice, dict) and choice.get("type") not in TOOL_CHOICE_TYPES:
+        raise _invalid_value(str(choice.get("type")), TOOL_CHOICE_TYPES, param="tool_choice")
+    offered = {tool_name(tool) for tool in tools} if isinstance(tools, list) else set()
+    if not offered:
+        raise _bad_tool_choice("'tool_choice' is only allowed when 'tools' are specified.")
+    chosen = chosen_tools(choice)
+    if chosen is not None and (not chosen or "" in chosen):
+        raise _bad_tool_choice("it must name the tools it allows.")
+    missing = sorted((chosen or set()) - offered)
+    if missing:
+        raise _bad_tool_choice(f"no tool named '{missing[0]}' in 'tools'.")
+
+
+def _bad_tool_choice(reason: str) -> ApiError:
+    return ApiError(
+        400, f"Invalid value for 'tool_choice': {reason}", param="tool_choice", code="invalid_value"
+    )
+
+
+def _check_relayable(body: dict) -> None:
+    """Fields whose answer (legacy function calls, audio) this door does not relay."""
+    try:
+        refuse_unrelayable(body)
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.message, param=exc.param, code="unsupported_parameter") from None
+
+
 def _invalid_value(value: str, choices: tuple[str, ...], *, param: str) -> ApiError:
     listed = [f"'{choice}'" for choice in choices]
     supported = ", ".join(listed[:-1]) + f", and {listed[-1]}"
@@ -195,18 +239,6 @@ def _invalid_value(value: str, choices: tuple[str, ...], *, param: str) -> ApiEr
         param=param,
         code="invalid_value",
     )
-
-
-def _fits(kind: str, value: Any) -> bool:
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    return isinstance(value, dict)
 
 
 def _kind_of(value: Any) -> str:

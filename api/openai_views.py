@@ -10,19 +10,21 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.models import ApiKey
-from api import openai_validation, sse, validation
+from api import bodies, openai_validation, sse
 from api.endpoint import endpoint
 from api.errors import JSON, ApiError
 from api.formats import OPENAI
 from api.relay import Relay, begin, collect, embed_metered, find_model, prompt_estimate
 from api.sse import EVENT_STREAM, OpenAIStreamEncoder
 from llm.catalog import CatalogModel, list_models
+from llm.client import Target, stream_chat
 from llm.client import embed as engine_embed
-from llm.client import stream_chat
 from llm.errors import InvalidRequest, LLMError
 from llm.events import Delta, ToolCalls
+from llm.passthrough import refuse_unhonoured
 from llm.tokens import estimate_prompt_tokens
 from llm.translate import openai_request_to_native
+from usage import limits
 
 
 def json_response(body: dict, status: int = 200) -> HttpResponse:
@@ -45,6 +47,7 @@ async def chat_completions(
         raise ApiError(400, "the request body does not match the chat completions schema") from None
     tools = None if body.get("tool_choice") == "none" else native.tools
     target = await find_model(key, native.model, OPENAI)
+    _check_upstream(body, target)
     relay = await begin(
         key,
         target,
@@ -56,6 +59,9 @@ async def chat_completions(
             format=native.format,
             think=native.think,
             stream=native.stream,
+            logprobs=native.logprobs,
+            top_logprobs=native.top_logprobs,
+            openai_fields=native.openai,
             target=target,
         ),
         wire=OPENAI,
@@ -72,6 +78,15 @@ async def chat_completions(
     return response
 
 
+def _check_upstream(body: dict, target: Target) -> None:
+    """400 for a field the model's server cannot honour where ignoring it would change the
+    answer (`llm.passthrough`), before the call is admitted."""
+    try:
+        refuse_unhonoured(body, target.connection.kind)
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.message, param=exc.param, code="unsupported_parameter") from None
+
+
 async def encode(relay: Relay, encoder: OpenAIStreamEncoder) -> AsyncIterator[bytes]:
     """The SSE events of a started completion; an error once started is one last event."""
     error: BaseException | None = None
@@ -82,8 +97,8 @@ async def encode(relay: Relay, encoder: OpenAIStreamEncoder) -> AsyncIterator[by
             if isinstance(event, Delta):
                 if event.thinking:
                     yield encoder.reasoning(event.thinking)
-                if event.text:
-                    yield encoder.content(event.text)
+                if event.text or event.logprobs:
+                    yield encoder.content(event.text, event.logprobs)
             elif isinstance(event, ToolCalls):
                 called_tools = True
                 yield encoder.tool_calls(event.calls)
@@ -109,6 +124,7 @@ async def whole(relay: Relay, model: str) -> dict:
         thinking=collected.thinking,
         calls=collected.calls,
         finished=relay.finished,
+        token_logprobs=collected.logprobs,
     )
 
 
@@ -145,8 +161,8 @@ def _embedding_input(value: object) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     if isinstance(value, list) and value and all(isinstance(item, str) and item for item in value):
-        if len(value) > validation.EMBED_MAX_INPUTS:
-            limit = validation.EMBED_MAX_INPUTS
+        if len(value) > bodies.EMBED_MAX_INPUTS:
+            limit = bodies.EMBED_MAX_INPUTS
             raise ApiError(400, f"'input' may hold at most {limit} strings", param="input")
         return value
     if isinstance(value, list) and value and all(isinstance(item, int | list) for item in value):
@@ -178,7 +194,8 @@ async def models(request: HttpRequest, key: ApiKey) -> HttpResponse:
         entries = await list_models()
     except LLMError as exc:
         raise OPENAI.engine_error(exc, "*") from None
-    data = [_model(entry) for entry in entries if key.allows_model(entry.name)]
+    effective = await limits.effective_limits_async(key.user)
+    data = [_model(entry) for entry in entries if effective.allows(entry.name, key)]
     return json_response({"object": "list", "data": data})
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from accounts.models import ApiKey
+from api import ratelimits
 from api.auth import check_model
 from api.errors import from_refusal
 from api.formats import WireFormat
@@ -51,6 +53,7 @@ class Relay:
         self.chars = 0
         self._first: Event | None = None
         self._closed = False
+        self._admitted = time.perf_counter_ns()  # the relay is made right after the admission
 
     async def start(self) -> None:
         """Wait for the first event; an engine error raises here and is charged as failed."""
@@ -107,7 +110,14 @@ class Relay:
             usage_source=usage.source,
             status=_status(self.finished, error),
             error=str(getattr(error, "message", "") or "") if error else "",
+            ttft_ms=self._ttft_ms(),
         )
+
+    def _ttft_ms(self) -> int | None:
+        """From the admission to the first token (ms), as the ledger's duration is timed;
+        None if no token came."""
+        first = self.clock.first
+        return None if first is None else max(first - self._admitted, 0) // 1_000_000
 
 
 @dataclass
@@ -117,6 +127,7 @@ class Reply:
     text: str
     thinking: str
     calls: list[ToolCall]
+    logprobs: list[dict]  # of every token, when they were asked for
 
 
 async def collect(relay: Relay, wire: WireFormat) -> Reply:
@@ -124,16 +135,18 @@ async def collect(relay: Relay, wire: WireFormat) -> Reply:
     text: list[str] = []
     thinking: list[str] = []
     calls: list[ToolCall] = []
+    logprobs: list[dict] = []
     try:
         async for event in relay:
             if isinstance(event, Delta):
                 text.append(event.text)
                 thinking.append(event.thinking)
+                logprobs.extend(event.logprobs or ())
             elif isinstance(event, ToolCalls):
                 calls.extend(event.calls)
     except LLMError as exc:
         raise wire.engine_error(exc, relay.model) from None
-    return Reply("".join(text), "".join(thinking), calls)
+    return Reply("".join(text), "".join(thinking), calls, logprobs)
 
 
 def _status(finished: Finished | None, error: BaseException | None) -> str:
@@ -153,7 +166,7 @@ def prompt_estimate(*texts: str) -> int:
 
 async def find_model(key: ApiKey, name: str, wire: WireFormat) -> Target:
     """Where a model this key may use is served; a 404 ApiError otherwise."""
-    check_model(key, name, wire)
+    await check_model(key, name, wire)
     try:
         return await find_target(name)
     except ModelNotFound:
@@ -161,13 +174,16 @@ async def find_model(key: ApiKey, name: str, wire: WireFormat) -> Target:
 
 
 async def _admit(key: ApiKey, prompt_estimate: int) -> Admission:
-    """The meter's admission of an API call; a 429 ApiError when it refuses."""
+    """The meter's admission of an API call (its x-ratelimit-* headers noted for the
+    response); a 429 ApiError when it refuses."""
     try:
-        return await admit(
+        admission = await admit(
             key.user, door=Generation.Door.API, api_key=key, prompt_tokens=prompt_estimate
         )
     except Refused as exc:
         raise from_refusal(exc) from None
+    ratelimits.note(admission.headroom)
+    return admission
 
 
 async def begin(

@@ -55,6 +55,20 @@ def usage(finished: Finished | None) -> dict:
     }
 
 
+def logprobs(entries: list[dict] | None) -> dict | None:
+    """A choice's `logprobs` for the upstream's token entries (None without them), each with
+    the keys OpenAI's clients require (`bytes` null and `top_logprobs` empty when not sent)."""
+    if not entries:
+        return None
+    return {"content": [_token_logprob(entry) for entry in entries], "refusal": None}
+
+
+def _token_logprob(entry: dict) -> dict:
+    out = {"bytes": None, **entry}
+    out["top_logprobs"] = [{"bytes": None, **top} for top in entry.get("top_logprobs") or []]
+    return out
+
+
 def completion(
     model: str,
     *,
@@ -62,6 +76,7 @@ def completion(
     thinking: str,
     calls: list[ToolCall],
     finished: Finished | None,
+    token_logprobs: list[dict] | None = None,
 ) -> dict:
     """A whole (non-streaming) chat.completion."""
     message: dict = {
@@ -69,7 +84,8 @@ def completion(
         "content": text or (None if calls else ""),
         "refusal": None,
     }
-    if thinking:
+    if thinking:  # both names: DeepSeek's (litellm, LangChain) and vLLM's and OpenRouter's
+        message["reasoning_content"] = thinking
         message["reasoning"] = thinking
     if calls:
         message["tool_calls"] = tool_calls(calls, with_index=False)
@@ -83,7 +99,7 @@ def completion(
                 "index": 0,
                 "message": message,
                 "finish_reason": finish_reason(finished, bool(calls)),
-                "logprobs": None,
+                "logprobs": logprobs(token_logprobs),
             }
         ],
         "usage": usage(finished),
@@ -118,11 +134,20 @@ class OpenAIStreamEncoder:
         """The first event: the assistant's role, with empty content."""
         return self._head + b'{"role":"assistant","content":""}' + self._open
 
-    def content(self, text: str) -> bytes:
-        return self._head + b'{"content":' + _quote(text).encode() + b"}" + self._open
+    def content(self, text: str, token_logprobs: list[dict] | None = None) -> bytes:
+        """A piece of the reply, with the logprobs of its tokens when there are any."""
+        delta = b'{"content":' + _quote(text).encode() + b"}"
+        if not token_logprobs:
+            return self._head + delta + self._open
+        entries = json.dumps(logprobs(token_logprobs), separators=(",", ":")).encode()
+        tail = b',"finish_reason":null,"logprobs":' + entries + b"}]" + self._usage_null
+        return self._head + delta + tail + b"}\n\n"
 
     def reasoning(self, text: str) -> bytes:
-        return self._head + b'{"reasoning":' + _quote(text).encode() + b"}" + self._open
+        """A piece of the thinking, under both names (see `completion`)."""
+        quoted = _quote(text).encode()
+        delta = b'{"reasoning_content":' + quoted + b',"reasoning":' + quoted + b"}"
+        return self._head + delta + self._open
 
     def tool_calls(self, calls: list[ToolCall]) -> bytes:
         """Whole tool calls in one delta; each carries its `index`, id, type and name."""

@@ -5,9 +5,8 @@ Go decodes into typed structs: a value of the wrong JSON type is `json: cannot u
 ignored; `null` leaves a field unset. Nothing here ever raises anything but ApiError.
 
 Beyond Ollama's own checks, values no model server should see are refused with a 400 that
-names them: numbers outside the range their meaning allows (the model runner keeps counts
-in 32-bit integers), unknown message roles, and bodies nested deeper than `MAX_DEPTH`.
-`parse_json` (both doors) refuses non-finite numbers, which Python's json would accept.
+names them: numbers outside the range their meaning allows (`api.bodies`, shared with the
+OpenAI door), unknown message roles, and bodies `api.bodies.parse_json` refuses.
 """
 
 from __future__ import annotations
@@ -15,64 +14,41 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
 
+from api.bodies import (
+    COUNT,
+    EMBED_MAX_INPUTS,
+    INT32_MAX,
+    INT64,
+    PENALTY,
+    POSITIVE_COUNT,
+    PROBABILITY,
+    TOP_LOGPROBS,
+    Range,
+    body_json,
+    fits,
+)
 from api.errors import ApiError
 
 THINK_LEVELS = ("low", "medium", "high", "max")
-EMBED_MAX_INPUTS = 2048  # as OpenAI's embeddings API
 ROLES = ("system", "user", "assistant", "tool")
-MAX_DEPTH = 100  # levels of arrays and objects in a request body
-INT32_MAX = 2**31 - 1  # counts and token ids are 32-bit integers in the model runners
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a number may take: `low` to `high` (None: unbounded), both included
-    unless `low_included` is false."""
-
-    low: float | None = None
-    high: float | None = None
-    low_included: bool = True
-
-    def admits(self, value: float) -> bool:
-        too_low = self.low is not None and (
-            value < self.low if self.low_included else value <= self.low
-        )
-        return not too_low and (self.high is None or value <= self.high)
-
-    def describe(self) -> str:
-        """The range in words, for a message: `between 0 and 1`, `at least 0`."""
-        if self.low is not None and self.high is not None:
-            return f"between {self.low} and {self.high}"
-        if self.low is not None:
-            return f"at least {self.low}" if self.low_included else f"greater than {self.low}"
-        return f"at most {self.high}"
-
-
-INT64 = Range(-(2**63), 2**63 - 1)  # Go's int
-COUNT = Range(0, INT32_MAX)
-PROBABILITY = Range(0, 1)
-PENALTY = Range(-2, 2)  # presence and frequency penalties, as OpenAI defines them
 _DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+|[-+]?0")
 
-# field -> (kind, Go type named in the message)
+# field -> (JSON kind, as `api.bodies.fits` or "ints"; Go type named in the message)
 CHAT_FIELDS = {
     "model": ("string", "string"),
     "messages": ("array", "[]api.Message"),
-    "stream": ("bool", "bool"),
+    "stream": ("boolean", "bool"),
     "options": ("object", "map[string]interface {}"),
     "tools": ("array", "api.Tools"),
-    "truncate": ("bool", "bool"),
-    "shift": ("bool", "bool"),
-    "logprobs": ("bool", "bool"),
-    "top_logprobs": ("int", "int"),
+    "truncate": ("boolean", "bool"),
+    "shift": ("boolean", "bool"),
+    "logprobs": ("boolean", "bool"),
+    "top_logprobs": ("integer", "int"),
 }
 GENERATE_FIELDS = {
     "model": ("string", "string"),
@@ -81,25 +57,25 @@ GENERATE_FIELDS = {
     "system": ("string", "string"),
     "template": ("string", "string"),
     "context": ("ints", "[]int"),
-    "stream": ("bool", "bool"),
-    "raw": ("bool", "bool"),
+    "stream": ("boolean", "bool"),
+    "raw": ("boolean", "bool"),
     "images": ("array", "[]api.ImageData"),
     "options": ("object", "map[string]interface {}"),
-    "truncate": ("bool", "bool"),
-    "shift": ("bool", "bool"),
-    "logprobs": ("bool", "bool"),
-    "top_logprobs": ("int", "int"),
+    "truncate": ("boolean", "bool"),
+    "shift": ("boolean", "bool"),
+    "logprobs": ("boolean", "bool"),
+    "top_logprobs": ("integer", "int"),
 }
 SHOW_FIELDS = {
     "model": ("string", "string"),
     "name": ("string", "string"),
-    "verbose": ("bool", "bool"),
+    "verbose": ("boolean", "bool"),
 }
 EMBED_FIELDS = {
     "model": ("string", "string"),
-    "truncate": ("bool", "bool"),
+    "truncate": ("boolean", "bool"),
     "options": ("object", "map[string]interface {}"),
-    "dimensions": ("int", "int"),
+    "dimensions": ("integer", "int"),
 }
 MESSAGE_FIELDS = {
     "role": ("string", "string"),
@@ -117,8 +93,8 @@ OPTIONS: dict[str, tuple[str, Range | None]] = {
     "num_predict": ("integer", Range(-2, INT32_MAX)),  # -1: no limit, -2: fill the context
     "top_k": ("integer", COUNT),
     "repeat_last_n": ("integer", Range(-1, INT32_MAX)),  # -1: the whole context
-    "num_ctx": ("integer", Range(1, INT32_MAX)),
-    "num_batch": ("integer", Range(1, INT32_MAX)),
+    "num_ctx": ("integer", POSITIVE_COUNT),
+    "num_batch": ("integer", POSITIVE_COUNT),
     "num_gpu": ("integer", Range(-1, INT32_MAX)),  # -1: the server decides
     "main_gpu": ("integer", COUNT),
     "num_thread": ("integer", COUNT),  # 0: the server decides
@@ -138,7 +114,7 @@ OPTIONS: dict[str, tuple[str, Range | None]] = {
     "stop": ("array of strings", None),
 }
 # Top-level numbers of the requests (their JSON types are checked with the fields).
-FIELD_RANGES = {"top_logprobs": Range(0, 20), "dimensions": Range(1, INT32_MAX)}
+FIELD_RANGES = {"top_logprobs": TOP_LOGPROBS, "dimensions": POSITIVE_COUNT}
 
 
 def json_type(value: Any) -> str:
@@ -154,75 +130,10 @@ def json_type(value: Any) -> str:
     return "object" if isinstance(value, dict) else "null"
 
 
-def parse_json(raw: bytes) -> Any:
-    """A request body's JSON value, fit to pass on to a model server.
-
-    Raises ValueError for text that is not JSON, including NaN, Infinity and numbers too
-    large for a double (Python's json would accept them; Go's and OpenAI's would not), and
-    for arrays and objects nested deeper than MAX_DEPTH. Lone surrogate escapes
-    (`"\\ud800"`, half of a character, as a client that cut a string in the middle of an
-    emoji sends) become U+FFFD, as Go's decoder makes them, so the text encodes as UTF-8.
-    """
-    try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise _too_deep() from None
-    # Deeper than MAX_DEPTH needs more brackets than that; counting them is cheap.
-    deep = raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
-    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
-    return _checked(value, 1, surrogates) if deep or surrogates else value
-
-
-def _too_deep() -> ValueError:
-    return ValueError(f"arrays and objects nested deeper than {MAX_DEPTH} levels")
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def _checked(value: Any, depth: int, repair: bool) -> Any:
-    """`value` with its depth checked and, when `repair`, lone surrogates replaced."""
-    if isinstance(value, str):
-        return _without_lone_surrogates(value) if repair else value
-    if isinstance(value, list):
-        if depth > MAX_DEPTH:
-            raise _too_deep()
-        return [_checked(item, depth + 1, repair) for item in value]
-    if isinstance(value, dict):
-        if depth > MAX_DEPTH:
-            raise _too_deep()
-        return {
-            _checked(name, depth, repair): _checked(item, depth + 1, repair)
-            for name, item in value.items()
-        }
-    return value
-
-
-def _without_lone_surrogates(text: str) -> str:
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
 def read_body(request: HttpRequest, struct: str) -> dict:
     """The JSON object of the request; 400 for none, bad JSON, or not an object."""
-    raw = request.body
-    if not raw.strip():
-        raise ApiError(400, "missing request body")
     try:
-        body = parse_json(raw)
+        body = body_json(request)
     except UnicodeDecodeError:
         raise ApiError(400, "invalid character in request body: not UTF-8") from None
     except ValueError as exc:
@@ -235,17 +146,9 @@ def read_body(request: HttpRequest, struct: str) -> dict:
 
 
 def _fits(kind: str, value: Any) -> bool:
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
     if kind == "ints":
-        return isinstance(value, list) and all(_fits("int", v) for v in value)
-    if kind == "array":
-        return isinstance(value, list)
-    return isinstance(value, dict)
+        return isinstance(value, list) and all(fits("integer", v) for v in value)
+    return fits(kind, value)
 
 
 def check_fields(body: dict, fields: dict[str, tuple[str, str]], struct: str) -> None:
@@ -255,7 +158,7 @@ def check_fields(body: dict, fields: dict[str, tuple[str, str]], struct: str) ->
         if value is not None and not _fits(kind, value):
             shown = json_type(value)
             if kind == "ints" and isinstance(value, list):
-                shown = next(json_type(v) for v in value if not _fits("int", v))
+                shown = next(json_type(v) for v in value if not fits("integer", v))
             raise ApiError(
                 400,
                 f"json: cannot unmarshal {shown} into Go struct field "
@@ -345,11 +248,11 @@ def check_options(options: dict | None) -> None:
 
 def _option_fits(kind: str, value: Any) -> bool:
     if kind == "integer":  # Ollama truncates a whole float into an integer option
-        return _fits("int", value) or (isinstance(value, float) and value.is_integer())
+        return fits("integer", value) or (isinstance(value, float) and value.is_integer())
     if kind == "float":
-        return json_type(value) == "number"
+        return fits("number", value)
     if kind == "boolean":
-        return isinstance(value, bool)
+        return fits("boolean", value)
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 

@@ -171,11 +171,6 @@ async def _find(name: str) -> tuple[CatalogModel, Catalog]:
     return found, catalog
 
 
-def load_catalog_sync(refresh: bool = False) -> Catalog:
-    """`load_catalog` for sync views."""
-    return async_to_sync(load_catalog)(refresh)
-
-
 async def model_names() -> list[str]:
     """The catalog's model names for a picker; none when the catalog cannot be read (logged),
     so that a page with a picker still opens."""

@@ -73,11 +73,19 @@ async def stream_chat(
     think: bool | str | None = None,
     keep_alive: int | float | str | None = None,
     stream: bool = True,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
+    openai_fields: dict | None = None,
     target: Target | None = None,
 ) -> AsyncIterator[Event]:
     """Chat with `model`: yields Delta, ToolCalls and one Finished (or raises LLMError).
 
-    A caller that has already looked the model up passes its `target` to skip doing it twice.
+    The arguments are a native request's fields; an OpenAI caller also passes its own
+    fields (`llm.passthrough.openai_chat_fields`), which an OpenAI-compatible upstream gets
+    as they are. A caller that has already looked the model up passes its `target` to skip
+    doing it twice.
     """
     target = target or await find_target(model)
     call = _upstream_call(
@@ -91,6 +99,11 @@ async def stream_chat(
         think=think,
         keep_alive=keep_alive,
         stream=stream,
+        truncate=truncate,
+        shift=shift,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        openai_fields=openai_fields,
     )
     async with aclosing(run_call(call)) as events:
         async for event in events:
@@ -105,13 +118,17 @@ async def generate(
     system: str | None = None,
     template: str | None = None,
     context: list[int] | None = None,
-    raw: bool = False,
+    raw: bool | None = None,
     images: list[str] | None = None,
     options: dict | None = None,
     format: str | dict | None = None,
     think: bool | str | None = None,
     keep_alive: int | float | str | None = None,
     stream: bool = True,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
     target: Target | None = None,
 ) -> AsyncIterator[Event]:
     """Complete `prompt` with `model` (on an OpenAI upstream: a system + user chat)."""
@@ -132,6 +149,10 @@ async def generate(
         think=think,
         keep_alive=keep_alive,
         stream=stream,
+        truncate=truncate,
+        shift=shift,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     async with aclosing(run_call(call)) as events:
         async for event in events:

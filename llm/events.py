@@ -8,10 +8,13 @@ from typing import Literal
 
 @dataclass(slots=True)
 class Delta:
-    """A piece of the reply: visible text and/or thinking."""
+    """A piece of the reply: visible text and/or thinking, and the logprobs of its tokens
+    when they were asked for (`{"token", "logprob", "bytes"?, "top_logprobs"?}` each, the
+    same shape in both protocols, as the upstream sent them)."""
 
     text: str = ""
     thinking: str = ""
+    logprobs: list[dict] | None = None
 
 
 @dataclass(slots=True)

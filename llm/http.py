@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -20,6 +19,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from chatsite.loops import PerLoop
 from llm.httpcore_adapter import network_backend
 
 # httpx's default pool (100 connections, 5 s pool timeout) silently stalls stream 101.
@@ -275,11 +275,6 @@ def _share(total: int | None, shards: int) -> int | None:
     return None if total is None else max(1, -(-total // shards))
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _new_client() -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=settings.LLM_MAX_CONNECTIONS,
@@ -305,12 +300,16 @@ def _new_client() -> httpx.AsyncClient:
     )
 
 
+# A client's connections belong to the loop that opened them: one client per loop.
+_clients: PerLoop[httpx.AsyncClient] = PerLoop(_new_client)
+
+
 def get_client() -> httpx.AsyncClient:
     """The pooled client of the running event loop."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = _clients[loop] = _new_client()
+    client = _clients.get()
+    if client.is_closed:
+        _clients.pop()
+        client = _clients.get()
     return client
 
 
@@ -321,6 +320,6 @@ async def send(request: httpx.Request) -> httpx.Response:
 
 async def close_client() -> None:
     """Close the running loop's client (tests and shutdown)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
+    client = _clients.pop()
     if client is not None:
         await client.aclose()  # and its transport

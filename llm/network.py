@@ -1,15 +1,9 @@
 """Where the engine's upstream connections go: only to addresses `llm.addresses` allows.
 
-Connecting resolves the name here, checks every address it resolved to against
-`llm.addresses` (no link-local or metadata address, no private one unless allowed) and
-connects to those checked addresses, the first to answer winning as in asyncio's happy
-eyeballs; TLS and the Host header keep the name. A refused address raises `AddressRefused`
-(an `httpcore.ConnectError`) before any packet leaves, and a name whose answer changes after
-the connection form checked it (DNS rebinding) gains nothing.
-
-`CheckedBackend` puts this in front of any httpcore network backend, through httpcore's
-public extension point (`AsyncConnectionPool(network_backend=...)`): the engine's own
-sockets or httpcore's default ones (`llm.httpcore_adapter` chooses).
+`CheckedBackend` wraps an httpcore network backend (`llm.httpcore_adapter` picks which): it
+resolves each name itself and connects only to addresses that passed the check, raising
+`AddressRefused` before any packet leaves (docs/architecture.md, "Where the engine may
+connect").
 """
 
 from __future__ import annotations

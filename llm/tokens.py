@@ -41,6 +41,12 @@ class TokenUsage:
     source: Literal["upstream", "estimated"]
 
 
+def estimated_usage(prompt_estimate: int, completion_chars: int) -> TokenUsage:
+    """The counts of a generation the upstream did not count: the prompt's estimate, and an
+    estimate of `completion_chars` characters of text written."""
+    return TokenUsage(prompt_estimate, estimate_tokens_of_length(completion_chars), "estimated")
+
+
 def usage_or_estimate(
     finished: Finished | None, *, prompt_estimate: int, completion_chars: int
 ) -> TokenUsage:
@@ -48,4 +54,4 @@ def usage_or_estimate(
     prompt's, and `completion_chars` characters of text written before it ended."""
     if finished is not None:
         return TokenUsage(finished.prompt_tokens, finished.completion_tokens, finished.usage_source)
-    return TokenUsage(prompt_estimate, estimate_tokens_of_length(completion_chars), "estimated")
+    return estimated_usage(prompt_estimate, completion_chars)

@@ -1,7 +1,8 @@
 """Request translation between the OpenAI and Ollama-native shapes, done once, here.
 
 (a) `openai_request_to_native`: the platform's OpenAI door turns a /v1/chat/completions body
-    into a native request (the fields honoured: docs/api.md).
+    into a native request (the fields honoured: docs/api.md), for an Ollama upstream; it
+    keeps the caller's own fields (`llm.passthrough`) for an OpenAI-compatible one.
 (b) `native_to_openai_request`: a native request that runs on an OpenAI-compatible upstream.
 Response events are normalized by the protocol clients, not here.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm.errors import InvalidRequest
+from llm.passthrough import openai_chat_fields
 
 _DATA_URI = re.compile(r"data:(?:image/(?:jpeg|jpg|png|webp))?;base64,(?P<data>.*)", re.S)
 _OPTION_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
@@ -51,6 +53,9 @@ class NativeChatRequest:
     think: bool | str | None = None
     stream: bool = False
     include_usage: bool = False
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    openai: dict = field(default_factory=dict)  # sent as they are to an OpenAI upstream
 
 
 def new_call_id() -> str:
@@ -81,12 +86,54 @@ def openai_request_to_native(body: dict) -> NativeChatRequest:
         model=model,
         messages=_native_messages(body.get("messages")),
         options=_native_options(body),
-        tools=tools,
+        tools=offered_tools(tools, body.get("tool_choice")),
         format=_native_format(body.get("response_format")),
         think=_native_think(body),
         stream=stream,
         include_usage=bool(stream and stream_options.get("include_usage")),
+        logprobs=body.get("logprobs"),
+        top_logprobs=body.get("top_logprobs"),
+        openai=openai_chat_fields(body),
     )
+
+
+def offered_tools(tools: list | None, choice: Any) -> list | None:
+    """The tools a native request offers for an OpenAI `tool_choice`.
+
+    Ollama has no tool_choice: `"none"` offers no tools, a choice naming functions offers
+    only those (so the model can call no other), and `"required"` offers them all, which
+    is as close as Ollama comes to forcing a call.
+    """
+    if choice == "none":
+        return None
+    names = chosen_tools(choice)
+    if tools is None or names is None:
+        return tools
+    return [tool for tool in tools if tool_name(tool) in names]
+
+
+def chosen_tools(choice: Any) -> set[str] | None:
+    """The names of the tools a `tool_choice` object restricts the model to; None when it
+    restricts nothing (`"auto"`, `"required"`, `"none"`, absent)."""
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        listed = allowed.get("tools") if isinstance(allowed, dict) else None
+        return {tool_name(tool) or "" for tool in listed} if isinstance(listed, list) else set()
+    spec = choice.get(kind) if isinstance(kind, str) else None
+    return {spec.get("name") or ""} if isinstance(spec, dict) else set()
+
+
+def tool_name(tool: Any) -> str | None:
+    """The name of a tool definition (`{"type": "function", "function": {"name": ...}}`)."""
+    kind = tool.get("type") or "function" if isinstance(tool, dict) else None
+    if not isinstance(kind, str):
+        return None
+    spec = tool.get(kind)
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _native_messages(messages: Any) -> list[dict]:
@@ -252,6 +299,8 @@ def native_to_openai_request(
     format: str | dict | None = None,
     think: bool | str | None = None,
     stream: bool = True,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
 ) -> dict:
     """The /v1/chat/completions body for a native chat request."""
     body: dict[str, Any] = {"model": model, "messages": openai_messages(messages), "stream": stream}
@@ -260,6 +309,9 @@ def native_to_openai_request(
     body.update(_openai_options(options or {}))
     if tools:  # OpenAI rejects an empty tools array
         body["tools"] = tools
+    for name, value in (("logprobs", logprobs), ("top_logprobs", top_logprobs)):
+        if value is not None:  # the same fields in both protocols
+            body[name] = value
     if format == "json":
         body["response_format"] = {"type": "json_object"}
     elif isinstance(format, dict):

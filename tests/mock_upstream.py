@@ -54,6 +54,10 @@ class Script:
     report_usage: bool = True  # Ollama metrics / OpenAI usage chunk
     reasoning_field: str = "reasoning"  # OpenAI delta field for thinking
     context: list[int] | None = None  # generate's final context (default [1, 2, 3])
+    logprobs: bool = True  # answer token logprobs when the request asks for them
+    # When set: call the tool the request forces (OpenAI's tool_choice naming a function),
+    # else the first tool offered, with these arguments, as a model would.
+    call_offered_tool: dict | None = None
 
     def pieces(self) -> list[str]:
         """The content tokens, in order."""
@@ -493,7 +497,9 @@ class MockUpstream:
             return True
         chat = request.path == "/api/chat"
         stream = body.get("stream", True) is not False
+        script = _calling_offered_tool(script, body)
         frames = _OllamaFrames(model, script, chat, raw=bool(body.get("raw")))
+        frames.logprobs = _logprobs_asked(script, body)
         if not stream:
             return await self._whole(request, reader, writer, script, frames.whole)
         return await self._stream(
@@ -523,7 +529,9 @@ class MockUpstream:
         if script.status is not None:
             self._send_json(writer, script.status, _openai_error(script.error, "api_error"))
             return True
+        script = _calling_offered_tool(script, body)
         frames = _OpenAIFrames(model, script)
+        frames.logprobs = _logprobs_asked(script, body)
         if not body.get("stream"):
             return await self._whole(request, reader, writer, script, frames.whole)
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -673,6 +681,7 @@ class _OllamaFrames:
 
     def __init__(self, model: str, script: Script, chat: bool, raw: bool) -> None:
         self.model, self.script, self.chat, self.raw = model, script, chat, raw
+        self.logprobs: int | None = None  # alternatives per token when logprobs were asked
 
     def _chunk(self, content: str = "", thinking: str = "", tool_calls: Any = None) -> dict:
         out: dict[str, Any] = {"model": self.model, "created_at": CREATED_AT}
@@ -730,7 +739,10 @@ class _OllamaFrames:
             yield _TOKEN
             if script.heartbeat:
                 yield b"\n"
-            yield json.dumps({**self._chunk(content=piece), "done": False}).encode() + b"\n"
+            chunk = {**self._chunk(content=piece), "done": False}
+            if self.logprobs is not None:
+                chunk["logprobs"] = [_token_logprob(sent, piece, self.logprobs)]
+            yield json.dumps(chunk).encode() + b"\n"
         if script.error_after is not None:
             yield json.dumps({"error": script.error}).encode() + b"\n"
             return
@@ -744,6 +756,9 @@ class _OllamaFrames:
         script = self.script
         out = self._final()
         text, thinking = "".join(script.pieces()), "".join(script.thinking_pieces())
+        if self.logprobs is not None:
+            pieces = enumerate(script.pieces())
+            out["logprobs"] = [_token_logprob(i, piece, self.logprobs) for i, piece in pieces]
         if self.chat:
             out["message"]["content"] = text
             if thinking:
@@ -763,6 +778,7 @@ class _OpenAIFrames:
     def __init__(self, model: str, script: Script) -> None:
         self.model, self.script = model, script
         self.eol = b"\r\n" if script.crlf else b"\n"
+        self.logprobs: int | None = None  # alternatives per token when logprobs were asked
 
     def _event(self, payload: Any) -> bytes:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -809,7 +825,11 @@ class _OpenAIFrames:
             yield _TOKEN
             if script.heartbeat:
                 yield b": ping" + self.eol + self.eol
-            yield self._event(self._chunk({"content": piece}))
+            chunk = self._chunk({"content": piece})
+            if self.logprobs is not None:
+                entry = _token_logprob(sent, piece, self.logprobs)
+                chunk["choices"][0]["logprobs"] = {"content": [entry], "refusal": None}
+            yield self._event(chunk)
         if script.error_after is not None:
             yield self._event(_openai_error(script.error, "api_error"))
             return
@@ -857,6 +877,11 @@ class _OpenAIFrames:
                 }
                 for i, call, text in self._calls()
             ]
+        logprobs = None
+        if self.logprobs is not None:
+            pieces = enumerate(script.pieces())
+            entries = [_token_logprob(i, piece, self.logprobs) for i, piece in pieces]
+            logprobs = {"content": entries, "refusal": None}
         out: dict[str, Any] = {
             "id": "chatcmpl-mock",
             "object": "chat.completion",
@@ -866,7 +891,7 @@ class _OpenAIFrames:
                 {
                     "index": 0,
                     "message": message,
-                    "logprobs": None,
+                    "logprobs": logprobs,
                     "finish_reason": self._finish_reason(),
                 }
             ],
@@ -874,6 +899,43 @@ class _OpenAIFrames:
         if script.report_usage:
             out["usage"] = self._usage()
         return out
+
+
+def _logprobs_asked(script: Script, body: dict) -> int | None:
+    """How many alternatives per token a request asked logprobs with; None: not asked."""
+    if not (script.logprobs and body.get("logprobs") is True):
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) else 0
+
+
+def _token_logprob(index: int, token: str, alternatives: int) -> dict:
+    """The logprob entry of the `index`-th token (the same shape in both protocols)."""
+    logprob = -0.25 * (index + 1)
+    top = [{"token": token, "logprob": logprob, "bytes": list(token.encode())}]
+    top += [
+        {"token": f"alt{n}", "logprob": logprob - n, "bytes": list(f"alt{n}".encode())}
+        for n in range(1, alternatives)
+    ]
+    return {
+        "token": token,
+        "logprob": logprob,
+        "bytes": list(token.encode()),
+        "top_logprobs": top[:alternatives],
+    }
+
+
+def _calling_offered_tool(script: Script, body: dict) -> Script:
+    """`script` calling the forced tool, else the first one offered, when it says so."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if script.call_offered_tool is None or not tools or choice == "none":
+        return script
+    forced = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    name = forced or tools[0]["function"]["name"]
+    return replace(
+        script, tool_calls=[{"name": name, "arguments": script.call_offered_tool}], tokens=0
+    )
 
 
 def _vector(text: str) -> list[float]:

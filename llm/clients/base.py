@@ -31,7 +31,7 @@ from llm.errors import (
 from llm.events import Embedded, Event, Timings
 from llm.http import chunk_timeout, connect_timeout, first_byte_timeout, model_request, send
 from llm.network import AddressRefused
-from llm.tokens import estimate_tokens
+from llm.tokens import TokenUsage, estimate_tokens, estimated_usage
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,13 @@ class TurnState:
         self.first_ns: int | None = None
         self.text: list[str] = []
         self.produced = False  # any event yielded yet
+
+    def token_usage(self, counts: tuple[int, int] | None) -> TokenUsage:
+        """The upstream's (prompt, completion) `counts` when it reported them, else estimates
+        of the prompt and of the text so far."""
+        if counts is not None:
+            return TokenUsage(counts[0], counts[1], "upstream")
+        return estimated_usage(self.prompt_estimate, len("".join(self.text)))
 
     def interrupted(self, reason: str) -> UpstreamInterrupted:
         """The error for a stream that broke after it started."""

@@ -40,8 +40,14 @@ def chat_call(
     think: bool | str | None,
     keep_alive: int | float | str | None,
     stream: bool,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
+    openai_fields: dict | None = None,
 ) -> UpstreamCall:
-    """A POST /api/chat call."""
+    """A POST /api/chat call (`openai_fields`, an OpenAI caller's own, are already
+    translated into the other arguments)."""
     body = _with_optional(
         {"model": upstream_model, "messages": messages, "stream": stream},
         options=options,
@@ -49,6 +55,10 @@ def chat_call(
         format=format,
         think=think,
         keep_alive=keep_alive,
+        truncate=truncate,
+        shift=shift,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     parser = OllamaParser(chat=True, prompt_estimate=estimate_prompt_tokens(messages))
     return UpstreamCall(f"{url}/api/chat", body, headers, model, stream, parser)
@@ -64,8 +74,6 @@ def generate_call(
 ) -> UpstreamCall:
     """A POST /api/generate call; `fields` are generate's optional request fields."""
     stream = fields.pop("stream", True)
-    if not fields.get("raw"):
-        fields.pop("raw", None)
     body = _with_optional({"model": upstream_model, "prompt": prompt, "stream": stream}, **fields)
     estimate = estimate_tokens(prompt) + estimate_tokens(fields.get("system") or "")
     parser = OllamaParser(chat=False, prompt_estimate=estimate)
@@ -149,8 +157,11 @@ class OllamaParser(TurnState):
         part = (data.get("message") or {}) if self.chat else data
         text = part.get("content" if self.chat else "response") or ""
         thinking = part.get("thinking") or ""
-        if text or thinking:
-            events.append(Delta(text, thinking))
+        logprobs = data.get("logprobs") or None  # per token, as the upstream sent them
+        if not isinstance(logprobs, list):
+            logprobs = None
+        if text or thinking or logprobs:
+            events.append(Delta(text, thinking, logprobs))
             self.text.append(text)
             self.produced = True
         if part.get("tool_calls"):
@@ -162,23 +173,18 @@ class OllamaParser(TurnState):
 
     def _finished(self, data: dict) -> Finished:
         timings = Timings(*(int_or_none(data.get(name)) for name in _METRICS))
+        prompt = int_or_none(data.get("prompt_eval_count"))
+        completion = int_or_none(data.get("eval_count"))
         # Metrics are omitempty: with the final metrics present, a missing count means 0.
-        reported = (
-            int_or_none(data.get("eval_count")) is not None or timings.total_duration is not None
-        )
-        if reported:
-            prompt = int_or_none(data.get("prompt_eval_count")) or 0
-            completion = int_or_none(data.get("eval_count")) or 0
-        else:
-            prompt = self.prompt_estimate
-            completion = estimate_tokens("".join(self.text))
+        reported = completion is not None or timings.total_duration is not None
+        tokens = self.token_usage((prompt or 0, completion or 0) if reported else None)
         context = data.get("context")
         return Finished(
             reason=data.get("done_reason") or "stop",
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=tokens.prompt_tokens,
+            completion_tokens=tokens.completion_tokens,
             timings=timings,
-            usage_source="upstream" if reported else "estimated",
+            usage_source=tokens.source,
             context=context if isinstance(context, list) else None,
         )
 

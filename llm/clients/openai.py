@@ -18,7 +18,8 @@ from llm.clients.base import (
 from llm.clients.base import embed_call as base_embed_call
 from llm.errors import InvalidRequest, UpstreamError
 from llm.events import Delta, Event, Finished, Timings, ToolCall, ToolCalls
-from llm.tokens import estimate_prompt_tokens, estimate_tokens
+from llm.passthrough import openai_chat_body
+from llm.tokens import estimate_prompt_tokens
 from llm.translate import generate_messages, native_to_openai_request, new_call_id
 
 # Normalized to Ollama's words (see llm.events.Finished); others pass through.
@@ -38,17 +39,29 @@ def chat_call(
     think: bool | str | None,
     keep_alive: int | float | str | None,
     stream: bool,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
+    openai_fields: dict | None = None,
 ) -> UpstreamCall:
-    """A POST /chat/completions call for a native chat request (keep_alive has no equivalent)."""
-    body = native_to_openai_request(
-        upstream_model,
-        messages,
-        options=options,
-        tools=tools,
-        format=format,
-        think=think,
-        stream=stream,
-    )
+    """A POST /chat/completions call: an OpenAI caller's own `openai_fields` as they are
+    (`llm.passthrough`), else the translation of the native request (`keep_alive`,
+    `truncate` and `shift` have no equivalent)."""
+    if openai_fields is not None:
+        body = openai_chat_body(openai_fields, upstream_model, stream=stream)
+    else:
+        body = native_to_openai_request(
+            upstream_model,
+            messages,
+            options=options,
+            tools=tools,
+            format=format,
+            think=think,
+            stream=stream,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+        )
     parser = OpenAIParser(prompt_estimate=estimate_prompt_tokens(messages))
     return UpstreamCall(f"{url}/chat/completions", body, headers, model, stream, parser)
 
@@ -63,7 +76,8 @@ def generate_call(
 ) -> UpstreamCall:
     """A generate request as a chat: system + user messages.
 
-    `template`, `raw`, `context` and `keep_alive` are Ollama-only and ignored; `suffix`
+    `template`, `raw`, `context`, `keep_alive`, `truncate` and `shift` are Ollama-only and
+    ignored; `suffix`
     (fill-in-the-middle) would change the meaning of the request, so it is refused.
     """
     if fields.get("suffix"):
@@ -81,6 +95,8 @@ def generate_call(
         think=fields.get("think"),
         keep_alive=None,
         stream=fields.get("stream", True),
+        logprobs=fields.get("logprobs"),
+        top_logprobs=fields.get("top_logprobs"),
     )
 
 
@@ -164,8 +180,9 @@ class OpenAIParser(TurnState):
         events: list[Event] = []
         text = message.get("content") or ""
         thinking = message.get("reasoning_content") or message.get("reasoning") or ""
-        if text or thinking:
-            events.append(Delta(text, thinking))
+        logprobs = _logprobs(choice)
+        if text or thinking or logprobs:
+            events.append(Delta(text, thinking, logprobs))
             self.text.append(text)
         for index, call in enumerate(message.get("tool_calls") or []):
             function = call.get("function") or {}
@@ -212,10 +229,11 @@ class OpenAIParser(TurnState):
         delta = choice.get("delta") or {}
         text = delta.get("content") or ""
         thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
-        if text or thinking:
+        logprobs = _logprobs(choice)
+        if text or thinking or logprobs:
             if self.first_ns is None:
                 self.first_ns = time.perf_counter_ns()
-            events.append(Delta(text, thinking))
+            events.append(Delta(text, thinking, logprobs))
             self.text.append(text)
             self.produced = True
         for position, fragment in enumerate(delta.get("tool_calls") or []):
@@ -275,11 +293,19 @@ class OpenAIParser(TurnState):
         usage = self.usage or {}
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         reported = isinstance(prompt, int) and isinstance(completion, int)
+        tokens = self.token_usage((prompt, completion) if reported else None)
         reason = self.finish_reason or "stop"
         return Finished(
             reason=_FINISH_REASONS.get(reason, reason),
-            prompt_tokens=prompt if reported else self.prompt_estimate,
-            completion_tokens=completion if reported else estimate_tokens("".join(self.text)),
+            prompt_tokens=tokens.prompt_tokens,
+            completion_tokens=tokens.completion_tokens,
             timings=timings,
-            usage_source="upstream" if reported else "estimated",
+            usage_source=tokens.source,
         )
+
+
+def _logprobs(choice: dict) -> list[dict] | None:
+    """The token logprobs of a choice (`logprobs.content`), as the upstream sent them."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return content if isinstance(content, list) and content else None

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from api.validation import MAX_DEPTH
+from api.bodies import MAX_DEPTH
 from tests.api.wire import USER
 from tests.mock_upstream import MockUpstream
 

@@ -252,7 +252,8 @@ def test_tool_choice_is_a_known_mode_or_an_object(
     "choice", ["none", "auto", "required", {"type": "function", "function": {"name": "f"}}]
 )
 def test_known_tool_choices_are_accepted(api: httpx.Client, choice: object) -> None:
-    assert complete(api, tool_choice=choice).status_code == 200
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert complete(api, tool_choice=choice, tools=tools).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -109,8 +109,8 @@ async def test_it_probes_a_connection(local, cloud):
     assert await catalog.probe(cloud) == "reachable, 2 models"
 
 
-def test_it_offers_a_sync_catalog_for_views(local):
-    assert len(catalog.load_catalog_sync().models) == 2
+def test_it_offers_the_model_names_to_sync_views(local):
+    assert catalog.model_names_sync() == ["llama3.2:latest", "qwen3:8b"]
 
 
 async def test_a_request_starts_from_the_catalog_its_caller_already_read(local):
