@@ -4,6 +4,23 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, User
+from audit import services as audit
+
+# A change in Django admin's user form, and the audit action it is recorded as.
+ACCESS_ACTIONS = {
+    ("role", "pending", "member"): "account.approved",
+    ("is_active", True, False): "account.deactivated",
+    ("is_active", False, True): "account.reactivated",
+}
+
+
+def _audit_access(request, person: User, saved: dict) -> None:  # type: ignore[no-untyped-def]
+    """Record the role or active state an admin changed in the user form."""
+    for field, old in saved.items():
+        new = getattr(person, field)
+        if new != old:
+            action = ACCESS_ACTIONS.get((field, old, new), "account.role")
+            audit.record(request, action, person, before={field: old}, after={field: new})
 
 
 @admin.register(User)
@@ -16,7 +33,15 @@ class ChatsiteUserAdmin(UserAdmin):
     @admin.action(description="Approve selected pending accounts")
     def approve(self, request, queryset):  # type: ignore[no-untyped-def]
         for user in queryset.filter(role=User.Role.PENDING):
-            user.approve()
+            with audit.changes(request, "account.approved", user, "role"):
+                user.approve()
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        """Save as Django admin does; a changed role or active state goes to the audit log."""
+        saved = User.objects.filter(pk=obj.pk).values("role", "is_active").first()
+        super().save_model(request, obj, form, change)
+        if change and saved:
+            _audit_access(request, obj, saved)
 
 
 @admin.register(ApiKey)
@@ -39,6 +64,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "user",
         "name",
         "allowed_models",
+        "tokens_per_day",
         "expires_at",
         "last_four",
         "created_at",
@@ -54,4 +80,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):  # type: ignore[no-untyped-def]
         for key in queryset.filter(revoked_at__isnull=True):
-            key.revoke()  # one by one: each save drops the key from the shared cache
+            with audit.changes(request, "key.revoked", key, "revoked_at"):
+                key.revoke()  # one by one: each save drops the key from the shared cache

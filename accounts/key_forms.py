@@ -9,7 +9,8 @@ from django.utils import timezone
 
 
 class KeyForm(forms.Form):
-    """A name, an optional expiry date and an optional list of allowed models."""
+    """A name, an optional expiry date, an optional list of allowed models and an optional
+    daily token budget of the key's own."""
 
     name = forms.CharField(
         max_length=100,
@@ -26,6 +27,14 @@ class KeyForm(forms.Form):
         label="Allowed models",
         widget=forms.CheckboxSelectMultiple,
         help_text="Optional. None ticked: every model you may use.",
+    )
+    tokens_per_day = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10**12,
+        label="Tokens per day",
+        help_text="Optional. This key's own daily budget, on top of yours: it can only "
+        "stop the key sooner.",
     )
 
     def __init__(self, *args: object, model_names: list[str], **kwargs: object) -> None:

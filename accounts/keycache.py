@@ -172,6 +172,7 @@ def _record(key: ApiKey) -> dict:
         "name": key.name,
         "last_four": key.last_four,
         "allowed_models": key.allowed_models,
+        "tokens_per_day": key.tokens_per_day,
         "created_at": _iso(key.created_at),
         "last_used_at": _iso(key.last_used_at),
         "expires_at": _iso(key.expires_at),
@@ -198,6 +199,7 @@ def _from_record(record: dict) -> ApiKey:
         name=record["name"],
         last_four=record["last_four"],
         allowed_models=record["allowed_models"],
+        tokens_per_day=record.get("tokens_per_day"),  # absent in records cached before it
         created_at=_parse(record["created_at"]),
         last_used_at=_parse(record["last_used_at"]),
         expires_at=_parse(record["expires_at"]),

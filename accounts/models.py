@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractUser, UserManager
+from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.db import models
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -99,6 +99,8 @@ class ApiKey(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     last_four = models.CharField(max_length=4)
     allowed_models = models.JSONField(default=list, blank=True)
+    # The key's own daily token budget, within its owner's (null: none of its own).
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -135,6 +137,7 @@ class ApiKey(models.Model):
         *,
         allowed_models: list[str] | None = None,
         expires_at: datetime | None = None,
+        tokens_per_day: int | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; the secret is returned once and never stored."""
         secret = cls.PREFIX + secrets.token_urlsafe(32)
@@ -145,6 +148,7 @@ class ApiKey(models.Model):
             last_four=secret[-4:],
             allowed_models=allowed_models or [],
             expires_at=expires_at,
+            tokens_per_day=tokens_per_day,
         )
         return key, secret
 
@@ -168,6 +172,85 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class Limits(models.Model):
+    """Limits an admin set: null means not set here, 0 means unlimited.
+
+    `models` is a list of fnmatch patterns (`llama3*`); null or empty means not set.
+    """
+
+    LIMIT_FIELDS = ("tokens_per_day", "tokens_per_month", "requests_per_minute", "concurrent")
+
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent = models.PositiveIntegerField(null=True, blank=True)
+    models = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing is set: the row may as well not exist."""
+        return not self.models and all(getattr(self, f) is None for f in self.LIMIT_FIELDS)
+
+    def values(self) -> dict[str, object]:
+        """The settings as a dict (for the audit log and the pages)."""
+        return {name: getattr(self, name) for name in (*self.LIMIT_FIELDS, "models")}
+
+
+class GroupLimits(Limits):
+    """What a group's members may use, unless their own limits say otherwise."""
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="limits")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "group limits"
+
+    def __str__(self) -> str:
+        return f"limits of group {self.group.name}"
+
+
+class PersonLimits(Limits):
+    """One person's own limits, over their groups' and their role's."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="limits")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "person limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user.username}"
+
+
+class Identity(models.Model):
+    """A person's account at the identity provider, linked to their account here.
+
+    The provider names the person by `issuer` and `subject` (its `iss` and `sub` claims), which
+    never change; their email may. Once linked, sign-ins find the account by these alone.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    # The provider's groups made this person an admin (OIDC_ADMIN_GROUPS): leaving those groups
+    # takes it back. Admins made here are left alone.
+    admin_from_provider = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="identity_subject"),
+            # One identity per provider and account: a second could take over the account.
+            models.UniqueConstraint(fields=["issuer", "user"], name="identity_one_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 @receiver(post_delete, sender=ApiKey)

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from accounts import limits
+from chatsite.redis import get_redis
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,12 @@ def record_success(username: str, address: str) -> None:
     attempt (only failures count against an address, which many people may share)."""
     limits.clear(_username_bucket(username))
     limits.give_back(_address_bucket(address))
+
+
+def first_refusal(username: str, address: str, retry_after: int) -> bool:
+    """Whether this refusal is the first, in its window, for both the username and the
+    address: the audit log gets one entry per throttled burst, not one per guess."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.set(f"limit:refused:{_username_bucket(username)}", 1, nx=True, ex=max(retry_after, 1))
+    pipe.set(f"limit:refused:{_address_bucket(address)}", 1, nx=True, ex=max(retry_after, 1))
+    return all(pipe.execute())

@@ -13,6 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import services, throttle
 from accounts.forms import LoginForm, SignupForm
+from audit import services as audit
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -20,7 +21,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     """Create an account; the sign-up mode decides whether it waits for approval."""
     if request.user.is_authenticated:
         return redirect("home")
-    if not services.signup_open():
+    if not settings.PASSWORD_LOGIN or not services.signup_open():
         return render(request, "accounts/signup_closed.html", status=403)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -46,6 +47,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
     The attempt is counted before the password is checked (see `accounts.throttle`).
     """
+    if not settings.PASSWORD_LOGIN:
+        return password_login_off(request)
     if request.method == "GET" and not services.User.objects.exists():
         return redirect("accounts:signup")  # a new install: the first account becomes admin
     form = LoginForm(request, data=request.POST or None)
@@ -55,6 +58,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         address = throttle.client_address(request)
         verdict = throttle.attempt(username, address)
         if not verdict.allowed:
+            if throttle.first_refusal(username, address, verdict.retry_after):
+                after = {"username": username, "retry_after": verdict.retry_after}
+                audit.record(request, "login.throttled", username, after=after)
             form = LoginForm(request, initial={"username": username})
             context = {"form": form, "next": next_url, "throttled": verdict.message}
             response = render(request, "accounts/login.html", context)
@@ -72,6 +78,15 @@ def login_view(request: HttpRequest) -> HttpResponse:
             )
             return redirect(next_url if safe and next_url else "home")
     return render(request, "accounts/login.html", {"form": form, "next": next_url})
+
+
+def password_login_off(request: HttpRequest) -> HttpResponse:
+    """The sign-in page with single sign-on alone (PASSWORD_LOGIN=0); a password is refused."""
+    status = 403 if request.method == "POST" else 200
+    error = "Password sign-in is turned off here. Use the button below." if status == 403 else ""
+    next_url = request.GET.get("next", "")
+    context = {"form": None, "next": next_url, "sso_error": error}
+    return render(request, "accounts/login.html", context, status=status)
 
 
 @login_required

@@ -16,6 +16,7 @@ from accounts import keycache
 from accounts.models import ApiKey
 from api.formats import WireFormat
 from llm import catalog
+from usage import limits
 
 # `last_used_at` is for people reading the keys page: a minute's precision is plenty and
 # spares the hot path a write per request.
@@ -52,7 +53,8 @@ async def authenticate(request: HttpRequest, wire: WireFormat) -> ApiKey:
     return key
 
 
-def check_model(key: ApiKey, model: str, wire: WireFormat) -> None:
-    """A model outside the key's list looks exactly like a model that does not exist."""
-    if not key.allows_model(model):
+async def check_model(key: ApiKey, model: str, wire: WireFormat) -> None:
+    """A model outside the key's list or its owner's model access looks exactly like a model
+    that does not exist."""
+    if not (await limits.effective_limits_async(key.user)).allows(model, key):
         raise wire.model_not_found(model)

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiKey
+from api import ratelimits
 from api.auth import authenticate
 from api.errors import ApiError, body_too_large
 from api.formats import WireFormat
@@ -46,7 +47,11 @@ def endpoint(*methods: str, wire: WireFormat) -> Callable[[View], View]:
                         headers={"Allow": allowed},
                     )
                 key: ApiKey = await authenticate(request, wire)
-                return await view(request, key, *args, **kwargs)
+                rate_headers = ratelimits.collect()
+                response = await view(request, key, *args, **kwargs)
+                for name, value in rate_headers.items():
+                    response[name] = value
+                return response
             except RequestDataTooBig:
                 return wire.error_response(body_too_large())
             except ApiError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from api import ratelimits
 from llm.errors import (
     InvalidRequest,
     LLMError,
@@ -61,8 +62,9 @@ def body_too_large() -> ApiError:
 
 
 def from_refusal(refused: Refused) -> ApiError:
-    """429 from the meter: a spent budget must not be retried soon, a rate limit may."""
-    headers = {"Retry-After": str(refused.retry_after)}
+    """429 from the meter, naming the limit and its reset, with the x-ratelimit-* headers:
+    a spent budget must not be retried soon, a rate limit may."""
+    headers = {"Retry-After": str(refused.retry_after), **ratelimits.headers(refused.headroom)}
     if refused.is_quota:
         headers["x-should-retry"] = "false"
         return ApiError(

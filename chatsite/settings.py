@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "usage",
     "conversations",
     "api",
+    "audit",
     "console",
 ]
 
@@ -92,6 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.sso_context.sign_in_options",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -166,6 +168,31 @@ SIGNUP_MODE = os.environ.get("SIGNUP_MODE", "approval")
 if SIGNUP_MODE not in {"open", "approval", "closed"}:
     raise ValueError(f"SIGNUP_MODE must be open, approval or closed, not {SIGNUP_MODE!r}")
 
+# Password sign-in and sign-up; off: single sign-on only (API keys work either way, and
+# `manage.py signinlink` lets an admin in when the identity provider is down).
+PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
+
+# Single sign-on with the team's OpenID Connect provider (accounts/oidc*.py), on when
+# OIDC_ISSUER and OIDC_CLIENT_ID are set; the endpoints come from the issuer's discovery.
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").strip()
+OIDC_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = os.environ.get("OIDC_CLIENT_SECRET", "")
+OIDC_SCOPES = os.environ.get("OIDC_SCOPES", "openid email profile")
+OIDC_BUTTON_LABEL = os.environ.get("OIDC_BUTTON_LABEL", "Sign in with single sign-on")
+OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", "")
+OIDC_SYNC_GROUPS = env_bool("OIDC_SYNC_GROUPS", False)
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "groups")
+OIDC_TIMEOUT = float(os.environ.get("OIDC_TIMEOUT", "10"))
+if not PASSWORD_LOGIN and not (OIDC_ISSUER and OIDC_CLIENT_ID):
+    raise ValueError("PASSWORD_LOGIN=0 needs single sign-on: set OIDC_ISSUER and OIDC_CLIENT_ID")
+# The switch first: with PASSWORD_LOGIN off it stops password checks by any door (the
+# Django admin's too); sessions keep naming ModelBackend, and the provider's sign-ins the last.
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.PasswordSwitch",
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.oidc.OIDCBackend",
+]
+
 # Login throttling: attempts per window, per username and per client address.
 LOGIN_ATTEMPTS_PER_USERNAME = int(os.environ.get("LOGIN_ATTEMPTS_PER_USERNAME", "5"))
 LOGIN_ATTEMPTS_PER_ADDRESS = int(os.environ.get("LOGIN_ATTEMPTS_PER_ADDRESS", "20"))
@@ -208,6 +235,10 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# Whether people may share conversations with anyone who has the link (no account needed);
+# off: only team links (signed-in, approved accounts), and existing "anyone" links answer 404.
+SHARE_ANYONE = env_bool("SHARE_ANYONE", True)
+
 # Every worker looks for replies whose worker died (conversations/recovery.py).
 ORPHAN_SWEEP = env_bool("ORPHAN_SWEEP", True)
 
@@ -219,17 +250,20 @@ LIBRARY_FALLBACKS = env_bool("LIBRARY_FALLBACKS", False)
 # renewed by its worker while it runs: a worker that died frees them within one lease.
 USAGE_SLOT_LEASE_SECONDS = float(os.environ.get("USAGE_SLOT_LEASE_SECONDS", "10"))
 
-# Quotas per role (0 = unlimited); the same meter covers browser and API use.
+# Quotas per role (0 = unlimited); the same meter covers browser and API use. These are the
+# role defaults: groups' and people's own limits, set by admins, come first (usage/limits.py).
 QUOTAS = {
     "admin": {
         "requests_per_minute": int(os.environ.get("QUOTA_ADMIN_RPM", "0")),
         "concurrent": int(os.environ.get("QUOTA_ADMIN_CONCURRENT", "0")),
         "tokens_per_day": int(os.environ.get("QUOTA_ADMIN_TOKENS_PER_DAY", "0")),
+        "tokens_per_month": int(os.environ.get("QUOTA_ADMIN_TOKENS_PER_MONTH", "0")),
     },
     "member": {
         "requests_per_minute": int(os.environ.get("QUOTA_MEMBER_RPM", "60")),
         "concurrent": int(os.environ.get("QUOTA_MEMBER_CONCURRENT", "4")),
         "tokens_per_day": int(os.environ.get("QUOTA_MEMBER_TOKENS_PER_DAY", "0")),
+        "tokens_per_month": int(os.environ.get("QUOTA_MEMBER_TOKENS_PER_MONTH", "0")),
     },
 }
 

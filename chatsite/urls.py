@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("staff/", include("console.urls")),
     path("keys/", include("accounts.key_urls")),
+    path("usage/", include("usage.urls")),
     path("django-admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("conversations.urls")),

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from accounts import services
 from accounts.decorators import admin_required
 from accounts.models import User
+from audit import services as audit
 
 PEOPLE_PER_PAGE = 50
 
@@ -38,7 +39,8 @@ def _other_person(request: HttpRequest, user_id: int) -> User | None:
 def approve(request: HttpRequest, user_id: int) -> HttpResponse:
     """One click: a pending account becomes a member."""
     person = get_object_or_404(User, pk=user_id)
-    person.approve()
+    with audit.changes(request, "account.approved", person, "role"):
+        person.approve()
     messages.success(request, f"{person.username} can now sign in and chat.")
     return redirect("console:people")
 
@@ -52,7 +54,8 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
         messages.error(request, "Choose admin or member.")
         return redirect("console:people")
     if person := _other_person(request, user_id):
-        person.set_role(role)
+        with audit.changes(request, "account.role", person, "role"):
+            person.set_role(role)
         messages.success(request, f"{person.username} is now {person.get_role_display().lower()}.")
     return redirect("console:people")
 
@@ -64,7 +67,8 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     if person is None:
         return redirect("console:people")
     if request.method == "POST":
-        person.deactivate()
+        with audit.changes(request, "account.deactivated", person, "is_active"):
+            person.deactivate()
         messages.success(request, f"{person.username} can no longer sign in.")
         return redirect("console:people")
     return render(request, "console/deactivate.html", {"person": person})
@@ -75,6 +79,7 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
 def reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     """Let a deactivated account sign in again."""
     person = get_object_or_404(User, pk=user_id)
-    person.reactivate()
+    with audit.changes(request, "account.reactivated", person, "is_active"):
+        person.reactivate()
     messages.success(request, f"{person.username} can sign in again.")
     return redirect("console:people")

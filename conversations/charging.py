@@ -17,9 +17,16 @@ LEDGER_STATUS = {
 
 
 async def charge(
-    admission: Admission, model: str, usage: TokenUsage | None, *, status: str, error: str
+    admission: Admission,
+    model: str,
+    usage: TokenUsage | None,
+    *,
+    status: str,
+    error: str,
+    ttft_ms: int | None = None,
 ) -> None:
-    """Charge a generation of `model` (`usage` None: nothing was generated)."""
+    """Charge a generation of `model` (`usage` None: nothing was generated; `ttft_ms` None:
+    no token came)."""
     await admission.charge(
         model=model,
         connection=await _connection_name(model),
@@ -28,6 +35,7 @@ async def charge(
         usage_source=usage.source if usage else "estimated",
         status=status,
         error=error,
+        ttft_ms=ttft_ms,
     )
 
 

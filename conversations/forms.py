@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 
 MAX_MESSAGE = 100_000
@@ -14,10 +16,16 @@ class MessageForm(forms.Form):
     model = forms.CharField(max_length=200)
 
     def __init__(
-        self, *args: object, models: list[str], content_required: bool = True, **kwargs: object
+        self,
+        *args: object,
+        models: list[str],
+        may_use: Callable[[str], bool] | None = None,
+        content_required: bool = True,
+        **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.models = models
+        self.may_use = may_use  # the person's model access (None: every model)
         self.fields["content"].required = content_required
         self.fields["content"].error_messages["required"] = "Write a message first."
         self.fields["model"].error_messages["required"] = "Pick a model first."
@@ -26,6 +34,10 @@ class MessageForm(forms.Form):
         model = self.cleaned_data["model"]
         if model not in self.models:
             raise forms.ValidationError(f"The model {model} is not available.")
+        if self.may_use is not None and not self.may_use(model):
+            raise forms.ValidationError(
+                f"You may not use the model {model}. Pick another, or ask an admin for access."
+            )
         return model
 
     def summary(self) -> str:

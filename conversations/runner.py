@@ -73,6 +73,7 @@ class ReplyRunner:
     stopped: bool = False
     finished: Finished | None = None
     first_token_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)  # for the time to first token
     pump: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
@@ -294,6 +295,12 @@ class ReplyRunner:
             return None
         return html if text else ""
 
+    def _ttft_ms(self) -> int | None:
+        """From the start of the run to the reply's first text (ms); None if none came."""
+        if self.first_token_at is None:
+            return None
+        return int((self.first_token_at - self.started_at) * 1000)
+
     async def _charge(self, status: str, error: str, usage: TokenUsage | None) -> None:
         if self.admission is None:
             return
@@ -304,6 +311,7 @@ class ReplyRunner:
                 usage,
                 status=charging.LEDGER_STATUS[status],
                 error=error,
+                ttft_ms=self._ttft_ms(),
             )
         except Exception:
             log.exception("could not charge reply %s", self.reply.pk)

@@ -22,6 +22,7 @@ from accounts.models import User
 from conversations import services
 from conversations.forms import MessageForm
 from conversations.models import Conversation
+from usage import limits
 
 
 @dataclass
@@ -69,7 +70,12 @@ def begin(
         "content": content.get("content", ""),
         "model": content.get("model") or conversation.model,
     }
-    form = MessageForm(data, models=models, content_required=action != "regenerate")
+    form = MessageForm(
+        data,
+        models=models,
+        may_use=limits.effective_limits(conversation.owner).allows,
+        content_required=action != "regenerate",
+    )
     if not form.is_valid():
         return Refusal(form.summary(), data["content"], conversation)
     text, model = form.cleaned_data["content"], form.cleaned_data["model"]

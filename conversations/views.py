@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -14,20 +13,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from accounts.models import User
 from conversations import fragments, services
 from conversations.forms import RenameForm, SettingsForm
 from conversations.models import Conversation, Message
 from conversations.stops import request_stop
 from llm.catalog import model_names_sync
-
-log = logging.getLogger(__name__)
+from usage import limits
 
 MESSAGES_PER_PAGE = 50
 CONVERSATIONS_PER_PAGE = 50
 
 
-def _model_names() -> list[str]:
-    return model_names_sync()
+def _model_names(user: User) -> list[str]:
+    """The catalog's models `user` may use (the picker shows only these)."""
+    return limits.effective_limits(user).allowed(model_names_sync())
 
 
 def _current_id(request: HttpRequest) -> int | None:
@@ -73,7 +73,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A conversation: sidebar, model picker, the latest messages and the composer."""
     conversation = services.get_conversation_for_user(request.user, pk)
     items, has_older = _message_page(conversation)
-    models = _model_names()
+    models = _model_names(request.user)
     if not conversation.model and models:
         conversation.model = models[0]
     return render(
@@ -89,6 +89,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
             "current_id": conversation.pk,
             "models": models,
             "model_missing": bool(conversation.model) and conversation.model not in models,
+            "models_refused": not models and bool(model_names_sync()),
         },
     )
 
@@ -162,8 +163,8 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
     fields = []
     model = form.cleaned_data["model"]
     if model:
-        if model not in _model_names():
-            return HttpResponse("That model is not available.", status=400)
+        if model not in _model_names(request.user):
+            return HttpResponse("That model is not available to you.", status=400)
         conversation.model = model
         fields.append("model")
     if "system_prompt" in request.POST:

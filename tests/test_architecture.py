@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-PACKAGES = ["accounts", "api", "chatsite", "console", "conversations", "llm", "usage"]
+PACKAGES = ["accounts", "api", "audit", "chatsite", "console", "conversations", "llm", "usage"]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -36,15 +36,17 @@ def test_each_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
     (tmp_path / "llm" / "catalog.py").write_text("import usage\n")
     (tmp_path / "usage" / "services.py").write_text("from api import views\n")
     (tmp_path / "accounts" / "views.py").write_text("import console\n")
+    (tmp_path / "audit" / "services.py").write_text("from llm import models\n")
     (tmp_path / "api" / "views.py").write_text("")
 
     result = lint_imports(tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "3 broken" in result.stdout
+    assert "4 broken" in result.stdout
     for found in [
         "llm.catalog -> usage",
         "usage.services -> api.views",
         "accounts.views -> console",
+        "audit.services -> llm",
     ]:
         assert found in result.stdout

@@ -26,6 +26,15 @@ def test_the_people_page_lists_pending_accounts_first(admin_client: Client) -> N
     assert text.index("yan") < text.index("zed")
 
 
+def test_the_pages_of_a_search_keep_the_search(admin_client: Client) -> None:
+    User.objects.bulk_create(User(username=f"zz{i:02}", role=User.Role.MEMBER) for i in range(60))
+    first = admin_client.get(reverse("console:people"), {"q": "zz"}).content.decode()
+    assert "Page 1 of 2" in first
+    assert 'href="?q=zz&amp;page=2">Next</a>' in first
+    second = admin_client.get(reverse("console:people"), {"q": "zz", "page": 2}).content.decode()
+    assert "zz59" in second and 'href="?q=zz&amp;page=1">Previous</a>' in second
+
+
 def test_approving_is_one_post(admin_client: Client) -> None:
     waiting = make_user("yan", role=User.Role.PENDING)
     response = admin_client.post(reverse("console:approve", args=[waiting.pk]))
