@@ -4,7 +4,8 @@ Keys belong in `Authorization: Bearer <key>`, which nothing logs, but a client m
 in the URL (`/api/tags?key=cs-...`), and the URL is what access logs print. `redact` hides
 the values of query parameters whose names say they hold a secret (`key`, `api_key`,
 `token`, `password`, ...), anything shaped like a key of this site (`cs-...`) or of an
-OpenAI-style server (`sk-...`), and bearer credentials. Used by the access log of
+OpenAI-style server (`sk-...`), the token of a shared link's path (`/s/<token>/`, which
+opens the conversation to whoever has it), and bearer credentials. Used by the access log of
 `chatsite.serve` and, as `RedactSecrets`, by the console log handler (settings.LOGGING).
 
 Standard library only: the logging configuration imports it before Django is set up.
@@ -21,6 +22,7 @@ REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|signature|session|credential|jwt", re.I)
 _QUERY_PAIR = re.compile(r"(?P<lead>[?&;])(?P<name>[^&;=\s?#]+)=(?P<value>[^&;\s#\"']*)")
 _KEY_SHAPED = re.compile(r"\b(?P<prefix>cs|sk)-[A-Za-z0-9_-]{8,}")
+_SHARE_PATH = re.compile(r"(?P<lead>/s/)[A-Za-z0-9_-]{16,}")
 _BEARER = re.compile(r"\b(?P<scheme>bearer)\s+[^\s\"',;]+", re.I)
 
 
@@ -28,6 +30,8 @@ def redact(text: str) -> str:
     """`text` (a request target, a log message) with every secret replaced by [redacted]."""
     if "=" in text:
         text = _QUERY_PAIR.sub(_redact_pair, text)
+    if "/s/" in text:
+        text = _SHARE_PATH.sub(rf"\g<lead>{REDACTED}", text)
     if "-" in text:
         text = _KEY_SHAPED.sub(rf"\g<prefix>-{REDACTED}", text)
     return _BEARER.sub(rf"\g<scheme> {REDACTED}", text)

@@ -134,3 +134,72 @@ class Message(models.Model):
     def as_upstream(self) -> dict[str, str]:
         """The message as the engine takes it (Ollama-native)."""
         return {"role": self.role, "content": self.content}
+
+
+class ShareQuerySet(models.QuerySet["Share"]):
+    def still_open(self) -> ShareQuerySet:
+        """Shares whose link still opens: not revoked, not expired, conversation kept."""
+        return self.filter(revoked_at__isnull=True, conversation__isnull=False).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+
+class Share(models.Model):
+    """A link to a conversation: who may open it, what it shows, until when.
+
+    The link's token is never stored: `digest` (its SHA-256) finds the share, and
+    `sealed_token` (encrypted, `conversations.share_tokens`) lets the owner copy it again.
+    A snapshot share shows `snapshot`, the conversation as it was at `snapshot_at`; a live
+    share shows the conversation as it is, replies streaming.
+    """
+
+    class Visibility(models.TextChoices):
+        TEAM = "team", "Team"
+        ANYONE = "anyone", "Anyone with the link"
+
+    class Mode(models.TextChoices):
+        SNAPSHOT = "snapshot", "Snapshot"
+        LIVE = "live", "Live"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shares"
+    )
+    # Null once the conversation is deleted (the share is revoked then, and kept for the list).
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="shares"
+    )
+    title = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64, unique=True)
+    sealed_token = models.TextField()
+    visibility = models.CharField(max_length=16, choices=Visibility.choices)
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    include_system_prompt = models.BooleanField(default=False)
+    snapshot = models.JSONField(null=True, blank=True)
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    views = models.PositiveIntegerField(default=0)
+    last_viewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.get_visibility_display().lower()}, {self.mode})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == self.Mode.LIVE
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        """The link still opens (the site's setting for "anyone" links aside)."""
+        return self.revoked_at is None and self.conversation_id is not None and not self.is_expired

@@ -1,10 +1,11 @@
-"""The chat pages: the landing page, a conversation, the sidebar and its actions."""
+"""The chat pages: the landing page, a conversation, the sidebar and its actions, and the
+share pages (the dialog, the shared page, the Shared links page)."""
 
 from __future__ import annotations
 
 from django.urls import include, path
 
-from conversations import views
+from conversations import share_views, views
 
 chat_patterns = [
     path("c/", views.conversation_list, name="list"),
@@ -16,6 +17,13 @@ chat_patterns = [
     path("c/<int:pk>/pin", views.pin, name="pin"),
     path("c/<int:pk>/settings", views.update_settings, name="settings"),
     path("c/<int:pk>/delete", views.delete, name="delete"),
+    path("c/<int:pk>/share", share_views.new_share, name="share"),
+    path("s/<str:token>/", share_views.shared, name="shared"),
+    path("s/<str:token>/fork", share_views.fork, name="fork"),
+    path("shares/", share_views.share_list, name="shares"),
+    path("shares/<int:pk>/update", share_views.share_update, name="share_update"),
+    path("shares/<int:pk>/expiry", share_views.share_expiry, name="share_expiry"),
+    path("shares/<int:pk>/revoke", share_views.share_revoke, name="share_revoke"),
 ]
 
 urlpatterns = [

@@ -29,6 +29,11 @@ KEY = "cs-" + "x" * 43
         ("/api/chat?stream=true&model=llama3.2", "/api/chat?stream=true&model=llama3.2"),
         ("/x?monkey", "/x?monkey"),
         ("cs-short and task-list", "cs-short and task-list"),
+        ("/s/Vx3_-k9aQ2pLm8ZrT0yWbN4cDeFgHiJkLmNoPqRsTuV/", "/s/[redacted]/"),
+        ("/ws/s/Vx3_-k9aQ2pLm8ZrT0yWbN4cDeFgHiJkLmNoPqRsTuV/", "/ws/s/[redacted]/"),
+        ("/s/Vx3_-k9aQ2pLm8ZrT0yWbN4cDeFgHiJkLmNoPqRsTuV/fork", "/s/[redacted]/fork"),
+        ("/s/ab-sk-abcdefghijklmnopqrstuv/", "/s/[redacted]/"),
+        ("/staff/s/12/", "/staff/s/12/"),
     ],
 )
 def test_redact(text: str, expected: str) -> None:
