@@ -1,17 +1,21 @@
-"""Sign-up, sign-in, sign-out, password change and the waiting page, under /accounts/."""
+"""Sign-up, sign-in (password, single sign-on, one-time link), sign-out, password change and
+the waiting page, under /accounts/."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from accounts import views
+from accounts import link_views, oidc_views, views
 
 app_name = "accounts"
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.login_view, name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", oidc_views.Logout.as_view(), name="logout"),
+    path("oidc/login/", oidc_views.start, name="oidc_login"),
+    path("oidc/callback/", oidc_views.callback, name="oidc_callback"),
+    path("link/<str:token>/", link_views.sign_in_with_link, name="signin_link"),
     path("pending/", views.pending, name="pending"),
     path(
         "password/",
