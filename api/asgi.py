@@ -182,8 +182,10 @@ def _finish(response: HttpResponseBase | None) -> None:
         response.close()  # request_finished: close_old_connections
     else:  # the client left; its generation was charged as it stopped
         close_old_connections()
+    # A connection kept for reuse (CONN_MAX_AGE, as on SQLite) is left open by design.
     _sync_thread_may_hold_one = any(
-        conn.connection is not None for conn in connections.all(initialized_only=True)
+        conn.connection is not None and conn.settings_dict["CONN_MAX_AGE"] == 0
+        for conn in connections.all(initialized_only=True)
     )
 
 
