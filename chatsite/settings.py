@@ -124,6 +124,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file (not memory) so a Daphne started by the tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # Each thread keeps its connection: the sync thread that serves the chat sockets would
+    # otherwise open one per ORM call. Checked before each call's first query, and after an
+    # error, by a health check that can fail (chatsite/sqlite_backend; docs/architecture.md).
+    DATABASES["default"]["ENGINE"] = "chatsite.sqlite_backend"
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("SQLITE_CONN_MAX_AGE", "300"))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -238,6 +244,12 @@ LOGGING = {
 # Whether people may share conversations with anyone who has the link (no account needed);
 # off: only team links (signed-in, approved accounts), and existing "anyone" links answer 404.
 SHARE_ANYONE = env_bool("SHARE_ANYONE", True)
+
+# Images attached to chat messages: the largest file (bytes) and how many one message may carry.
+# Their files go to the "attachments" storage when STORAGES names one, else under DATA_DIR.
+IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(10 * 1024 * 1024)))
+IMAGE_MAX_COUNT = int(os.environ.get("IMAGE_MAX_COUNT", "4"))
+ATTACHMENTS_DIR = DATA_DIR / "attachments"
 
 # Every worker looks for replies whose worker died (conversations/recovery.py).
 ORPHAN_SWEEP = env_bool("ORPHAN_SWEEP", True)

@@ -6,5 +6,6 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        # Deleting a conversation revokes its shares (a signal receiver).
-        from conversations import shares  # noqa: F401
+        # Deleting a conversation revokes its shares, and an attachment's row its file
+        # (signal receivers).
+        from conversations import attachments, shares  # noqa: F401

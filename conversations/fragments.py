@@ -8,6 +8,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from conversations import reasoning
 from conversations.markdown import StreamingRenderer, render_markdown
 from conversations.models import Conversation, Message
 
@@ -17,7 +18,11 @@ def message_item(message: Message, text: str | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {"m": message, "done": "", "tail": "", "html": ""}
     if message.role != Message.Role.ASSISTANT:
         return item
+    item |= {"thinking": message.thinking, "thinking_open": False}
     if message.status == Message.Status.STREAMING:
+        if text is not None:  # a snapshot's transcript: thinking, then the answer
+            item["thinking"], text, started = reasoning.split_transcript(text)
+            item["thinking_open"] = not started
         renderer = StreamingRenderer(message.content if text is None else text)
         item["done"] = mark_safe(renderer.done_html)
         item["tail"] = mark_safe(renderer.tail_html)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -35,6 +38,14 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, default=DEFAULT_TITLE)
     model = models.CharField(max_length=200, blank=True)
     system_prompt = models.TextField(blank=True)
+    # The think switch (`conversations.reasoning.THINK_CHOICES`); "" = the model's default.
+    think = models.CharField(max_length=8, blank=True, default="")
+    # Generation parameters; null means "the model server's default" (conversations.parameters).
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    num_ctx = models.PositiveIntegerField(null=True, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
     pinned = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Null while the conversation is an empty draft; orders the sidebar ("newest first").
@@ -86,6 +97,9 @@ class Message(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # The model's reasoning text, and how long it thought (first thinking to first answer).
+    thinking = models.TextField(blank=True)
+    thinking_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
     model = models.CharField(max_length=200, blank=True)
@@ -97,6 +111,9 @@ class Message(models.Model):
     checkpointed_at = models.DateTimeField(null=True, blank=True)
     # The sanitized HTML of a finished reply, rendered once so pages stay cheap.
     html = models.TextField(blank=True, editable=False)
+    # The ids of the images attached to a user's message, in order (`Attachment`): the
+    # page shows them without a query, in any context.
+    images = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -131,9 +148,54 @@ class Message(models.Model):
             return None
         return self.completion_tokens / (self.eval_duration_ns / 1e9)
 
+    @property
+    def thinking_seconds(self) -> float | None:
+        """How long the model thought before answering, in seconds."""
+        return None if self.thinking_ms is None else self.thinking_ms / 1000
+
     def as_upstream(self) -> dict[str, str]:
         """The message as the engine takes it (Ollama-native)."""
         return {"role": self.role, "content": self.content}
+
+
+def attachment_storage() -> Storage:
+    """Where attachments' files live: STORAGES["attachments"] when a deployment names one,
+    else files under DATA_DIR (ATTACHMENTS_DIR)."""
+    if "attachments" in settings.STORAGES:
+        return storages["attachments"]
+    return FileSystemStorage(location=settings.ATTACHMENTS_DIR, base_url=None)
+
+
+class Attachment(models.Model):
+    """An image a person uploaded to a conversation: pending until a message carries it.
+
+    Its id is random (never guessable); its file is only served through an access check
+    (`conversations.attachment_views`) and deleted with it (`conversations.attachments`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    # Null while pending (uploaded, not yet sent).
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.FileField(storage=attachment_storage, max_length=255)
+    content_type = models.CharField(max_length=32)
+    size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.content_type} {self.width}x{self.height} ({self.pk})"
 
 
 class ShareQuerySet(models.QuerySet["Share"]):
@@ -203,3 +265,19 @@ class Share(models.Model):
     def is_active(self) -> bool:
         """The link still opens (the site's setting for "anyone" links aside)."""
         return self.revoked_at is None and self.conversation_id is not None and not self.is_expired
+
+
+class ModelChoice(models.Model):
+    """The model a person last picked in the chat's picker: new chats start with it."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="model_choice",
+    )
+    model = models.CharField(max_length=200)
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.model

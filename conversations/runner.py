@@ -22,12 +22,14 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from chatsite import channels_redis_adapter
-from conversations import charging, fragments, services, snapshots, titles
+from conversations import charging, fragments, parameters, services, snapshots, titles
 from conversations.keeper import keepers
 from conversations.markdown import StreamingRenderer
 from conversations.models import Message
 from conversations.publisher import publishers
+from conversations.reasoning import ThinkSplitter, Transcript, think_param
 from conversations.stops import stop_listeners
+from conversations.thinking_frames import ThinkingBlock
 from llm import context as llm_context
 from llm.client import stream_chat
 from llm.errors import LLMError
@@ -73,6 +75,10 @@ class ReplyRunner:
     stopped: bool = False
     finished: Finished | None = None
     first_token_at: float | None = None
+    thinking_parts: list[str] = field(default_factory=list)
+    pending_thinking: list[str] = field(default_factory=list)  # not published yet
+    transcript: list[str] = field(default_factory=list)  # the snapshot text, as taken
+    thinking_at: float | None = None  # the first thinking
     started_at: float = field(default_factory=time.monotonic)  # for the time to first token
     pump: asyncio.Future[None] | None = None
 
@@ -86,10 +92,17 @@ class ReplyRunner:
         # Where the snapshot script publishes frames itself; "" to send them with group_send.
         self.channel = channels_redis_adapter.group_channel(self.layer, self.group)
         self.checkpointed_length = 0
+        self.splitter = ThinkSplitter()  # `<think>` tags in the content
+        self.encoder = Transcript()
+        self.thinking_block = ThinkingBlock(self.reply.pk)
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def thinking(self) -> str:
+        return "".join(self.thinking_parts)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -141,17 +154,49 @@ class ReplyRunner:
         return f"{what} The text so far is kept." if self.parts else what
 
     async def _stream(self) -> None:
-        async with aclosing(stream_chat(self.reply.model, self.turn.messages)) as events:
+        options = parameters.options_for(self.conversation)
+        chat = stream_chat(
+            self.reply.model,
+            self.turn.messages,
+            options=options,
+            think=think_param(self.conversation.think),
+        )
+        async with aclosing(chat) as events:
             async for event in events:
                 if isinstance(event, Delta):
-                    if event.text:
-                        if self.first_token_at is None:
-                            self.first_token_at = time.monotonic()
-                        self.parts.append(event.text)
-                        self.pending.append(event.text)
+                    if event.text or event.thinking:
+                        self._arrive(event.thinking, event.text)
                         self.publisher.mark(self)
                 elif isinstance(event, Finished):
                     self.finished = event
+
+    def _arrive(self, thinking: str, text: str) -> None:
+        """A piece of thinking and of content; `<think>` tags in the content move what
+        they hold to the thinking."""
+        if text:
+            tagged, text = self.splitter.feed(text)
+            thinking += tagged
+        self._keep(thinking, text)
+
+    def _keep(self, thinking: str, text: str) -> None:
+        now = time.monotonic()
+        if thinking:
+            if self.thinking_at is None:
+                self.thinking_at = now
+            self.thinking_parts.append(thinking)
+            self.pending_thinking.append(thinking)
+        if text:
+            if self.first_token_at is None:
+                self.first_token_at = now
+            self.parts.append(text)
+            self.pending.append(text)
+
+    def _thinking_ms(self) -> int | None:
+        """From the first thinking to the first answer (or to now, if none came yet)."""
+        if self.thinking_at is None:
+            return None
+        end = self.first_token_at if self.first_token_at is not None else time.monotonic()
+        return max(0, int((end - self.thinking_at) * 1000))
 
     def stop(self) -> None:
         """A stop arrived: end the upstream request; the reply is saved as stopped."""
@@ -179,21 +224,44 @@ class ReplyRunner:
         The write carries the frame when the snapshot script can publish it itself;
         otherwise the publisher sends `self.frame` through the layer (`send_frame`).
         """
-        if not self.pending:
+        if not self.pending and not self.pending_thinking:
             return None
-        delta = "".join(self.pending)
+        thinking, delta = "".join(self.pending_thinking), "".join(self.pending)
+        self.pending_thinking.clear()
         self.pending.clear()
-        self.renderer.feed(delta)
-        rendered = self.renderer.update()
+        html = self._thinking_html(thinking)
+        if delta:
+            self.renderer.feed(delta)
+            rendered = self.renderer.update()
+            html += fragments.update_frame(self.reply.pk, rendered.appended, rendered.tail)
         self.seq += 1
-        self.unsaved.append(delta)
+        self._take(thinking, delta)
         self.frame = {
             "type": "reply.frame",
             "message": self.reply.pk,
             "seq": self.seq,
-            "html": fragments.update_frame(self.reply.pk, rendered.appended, rendered.tail),
+            "html": html,
         }
         return self._write()
+
+    def _thinking_html(self, thinking: str) -> str:
+        """The Thinking block's part of the next update ("" when it does not change)."""
+        if not thinking and self.thinking_block.shown != "open":
+            return ""  # the common case, an answer token: no joins of the whole thinking
+        ms = self._thinking_ms() if self.first_token_at is not None else None
+        return self.thinking_block.update(
+            thinking,
+            self.thinking_parts,
+            answering=self.first_token_at is not None,
+            seconds=None if ms is None else ms / 1000,
+        )
+
+    def _take(self, thinking: str, delta: str) -> None:
+        """Owe the snapshot the transcript of these pieces."""
+        encoded = self.encoder.encode(thinking, delta)
+        if encoded:
+            self.unsaved.append(encoded)
+            self.transcript.append(encoded)
 
     def _write(self, done: bool = False) -> snapshots.Write:
         delta = "".join(self.unsaved) if len(self.unsaved) != 1 else self.unsaved[0]
@@ -217,9 +285,7 @@ class ReplyRunner:
         the key expired), the next write carries the whole text rendered so far."""
         log.warning("reply %s: update %s not published: %s", self.reply.pk, write.seq, error)
         if snapshots.is_hole(error):
-            rendered = self.text
-            pending = sum(len(piece) for piece in self.pending)
-            self.unsaved = [rendered[: len(rendered) - pending] if pending else rendered]
+            self.unsaved = ["".join(self.transcript)]
             self.saved_bytes = 0
 
     async def send_frame(self) -> None:
@@ -241,6 +307,7 @@ class ReplyRunner:
 
     async def _finish(self, status: str, error: str) -> None:
         """Save the reply, charge it, and publish its final frame."""
+        self._keep(*self.splitter.flush())
         text = self.text
         usage = self._count_tokens(status, text)
         try:
@@ -251,13 +318,15 @@ class ReplyRunner:
         await self._publish_final(reply, text)
 
     def _count_tokens(self, status: str, text: str) -> TokenUsage | None:
-        """The upstream's counts, else estimates; None when nothing was generated."""
-        if self.finished is None and not text and status == Message.Status.ERROR:
+        """The upstream's counts, else estimates (thinking counts as generated text);
+        None when nothing was generated."""
+        generated = len(text) + sum(len(piece) for piece in self.thinking_parts)
+        if self.finished is None and not generated and status == Message.Status.ERROR:
             return None
         return usage_or_estimate(
             self.finished,
             prompt_estimate=estimate_prompt_tokens(self.turn.messages),
-            completion_chars=len(text),
+            completion_chars=generated,
         )
 
     def _eval_ns(self, usage: TokenUsage | None) -> int | None:
@@ -279,6 +348,8 @@ class ReplyRunner:
             completion_tokens=usage.completion_tokens if usage else None,
             eval_duration_ns=self._eval_ns(usage),
             usage_source=usage.source if usage else "",
+            thinking=self.thinking,
+            thinking_ms=self._thinking_ms(),
         )
 
     def _final_html(self, text: str) -> str | None:
@@ -327,10 +398,11 @@ class ReplyRunner:
             "final": True,
             "html": fragments.messages_frame([fragments.message_item(reply)]),
         }
-        self.unsaved.extend(self.pending)
+        self._take("".join(self.pending_thinking), "".join(self.pending))
+        self.pending_thinking.clear()
         self.pending.clear()
         write = self._write(done=True)
-        error = await self._write_final_snapshot(write, text)
+        error = await self._write_final_snapshot(write, "".join(self.transcript))
         if error is not None or not write.channel:
             try:
                 await self.send_frame()

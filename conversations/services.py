@@ -9,8 +9,10 @@ from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
+from conversations import attachments
 from conversations.markdown import render_markdown
 from conversations.models import Conversation, Message
+from conversations.reasoning import split_transcript
 from llm.tokens import estimate_prompt_tokens, estimate_tokens
 from usage.services import record_interrupted
 
@@ -101,10 +103,14 @@ def history_for(conversation: Conversation, before: Message) -> list[dict[str, s
     messages: list[dict[str, str]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
+    sees_images = attachments.sight(before.model)  # a model that cannot gets the text only
     for message in conversation.messages.filter(pk__lt=before.pk).exclude(content=""):
         if message.role == Message.Role.ASSISTANT and message.status == Message.Status.ERROR:
             continue
-        messages.append(message.as_upstream())
+        upstream: dict = message.as_upstream()
+        if message.images and sees_images():
+            upstream["images"] = attachments.encoded(message)
+        messages.append(upstream)
     return messages
 
 
@@ -135,13 +141,17 @@ def _ensure_idle(conversation: Conversation) -> None:
 
 
 @transaction.atomic
-def begin_turn(conversation: Conversation, content: str, model: str) -> Turn:
-    """Save the user's message and an empty streaming reply."""
+def begin_turn(
+    conversation: Conversation, content: str, model: str, images: list | None = None
+) -> Turn:
+    """Save the user's message (claiming its pending `images`, attachment ids) and an empty
+    streaming reply."""
     _ensure_idle(conversation)
     first = conversation.is_draft
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=content
     )
+    attachments.attach(user_message, images or [])
     conversation.model = model
     conversation.last_message_at = timezone.now()
     fields = ["model", "last_message_at"]
@@ -203,10 +213,13 @@ def finish_reply(
     eval_duration_ns: int | None = None,
     usage_source: str = "",
     html: str | None = None,
+    thinking: str | None = None,
+    thinking_ms: int | None = None,
 ) -> Message:
     """Save a reply's final text, status and metrics, with its HTML rendered once.
 
     `html`, when given, is `content` already rendered (by the streaming renderer).
+    `thinking` (None: keep the reply's) is the model's reasoning, `thinking_ms` its time.
     """
     reply.content = content
     reply.status = status
@@ -217,9 +230,12 @@ def finish_reply(
     reply.usage_source = usage_source
     reply.checkpointed_at = timezone.now()
     reply.html = render_markdown(content) if html is None else html
+    if thinking is not None:
+        reply.thinking, reply.thinking_ms = thinking, thinking_ms
     # An update, not save(): if the conversation was deleted meanwhile, nothing comes back.
     fields = ["content", "status", "error", "prompt_tokens", "completion_tokens"]
     fields += ["eval_duration_ns", "usage_source", "checkpointed_at", "html"]
+    fields += ["thinking", "thinking_ms"]
     Message.objects.filter(pk=reply.pk).update(**{name: getattr(reply, name) for name in fields})
     return reply
 
@@ -252,7 +268,11 @@ def interrupt_reply(reply: Message, text: str | None = None) -> Message | None:
     charge what it is estimated to have cost.
 
     None when the reply was no longer streaming: another worker (or its runner) settled it.
+    `text` is the reply's snapshot: its thinking, then its answer (`reasoning`).
     """
+    thinking = None
+    if text is not None:
+        thinking, text, _ = split_transcript(text)
     content = text if text is not None and len(text) >= len(reply.content) else reply.content
     claimed = Message.objects.filter(pk=reply.pk, status=Message.Status.STREAMING).update(
         status=Message.Status.INTERRUPTED
@@ -265,6 +285,7 @@ def interrupt_reply(reply: Message, text: str | None = None) -> Message | None:
         status=Message.Status.INTERRUPTED,
         error=INTERRUPTED_MESSAGE,
         completion_tokens=None,
+        thinking=thinking or None,
     )
     record_interrupted(
         reply.conversation.owner_id,

@@ -43,7 +43,7 @@ CHANGED = "share.changed"
 # What a snapshot keeps of each message.
 FROZEN_FIELDS = (
     "id", "role", "content", "status", "error", "model", "prompt_tokens",
-    "completion_tokens", "eval_duration_ns", "html",
+    "completion_tokens", "eval_duration_ns", "html", "images", "thinking", "thinking_ms",
 )  # fmt: skip
 
 
@@ -222,8 +222,10 @@ def fork(share: Share, user: User) -> Conversation:
             system_prompt=shown_system_prompt(share),
             last_message_at=timezone.now(),
         )
+        # The images stay the sharer's: a fork's messages carry their text only.
         Message.objects.bulk_create(
-            Message(conversation=conversation, **_frozen(m, with_id=False)) for m in messages
+            Message(conversation=conversation, **{**_frozen(m, with_id=False), "images": []})
+            for m in messages
         )
     return conversation
 

@@ -19,7 +19,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
-from conversations import services
+from conversations import attachments, services
 from conversations.forms import MessageForm
 from conversations.models import Conversation
 from usage import limits
@@ -81,12 +81,15 @@ def begin(
     text, model = form.cleaned_data["content"], form.cleaned_data["model"]
     try:
         if action == "send":
-            return services.begin_turn(conversation, text, model)
+            images = attachments.requested_ids(content.get("attachments"))
+            if images and not attachments.sees_images(model):
+                return Refusal(attachments.vision_refusal(model), text, conversation)
+            return services.begin_turn(conversation, text, model, images)
         if action == "edit":
             message_id = _id_or_zero(content.get("message_id"))
             return services.begin_edit(conversation, message_id, text, model)
         return services.begin_regeneration(conversation, model)
-    except (services.Busy, services.NotAllowed) as exc:
+    except (services.Busy, services.NotAllowed, attachments.Refused) as exc:
         return Refusal(exc.message, text, conversation)
 
 

@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 
 from conversations import charging, services
 from conversations.models import Conversation
+from conversations.reasoning import strip_thinking
 from llm.client import stream_chat
 from llm.errors import LLMError
 from llm.events import Delta, Finished
@@ -65,7 +66,7 @@ async def _ask(admission: Admission, model: str, prompt: str) -> str:
                         pieces.append(event.text)
                     elif isinstance(event, Finished):
                         finished = event
-            title = services.clean_title("".join(pieces))
+            title = services.clean_title(strip_thinking("".join(pieces)))
     except (LLMError, TimeoutError) as exc:
         error = str(exc) or "timed out"
         log.info("no title from %s: %s", model, error)

@@ -14,9 +14,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from conversations import fragments, services
+from conversations import attachments, fragments, model_picker, search, services
 from conversations.forms import RenameForm, SettingsForm
 from conversations.models import Conversation, Message
+from conversations.reasoning import THINK_CHOICES
 from conversations.stops import request_stop
 from llm.catalog import model_names_sync
 from usage import limits
@@ -36,10 +37,10 @@ def _current_id(request: HttpRequest) -> int | None:
 
 
 def _sidebar_page(request: HttpRequest, query: str, number: object = 1) -> Any:
-    conversations = Conversation.objects.for_sidebar(request.user).search(query)
-    return Paginator(conversations.only("pk", "title", "pinned"), CONVERSATIONS_PER_PAGE).get_page(
-        number
-    )
+    conversations = Conversation.objects.for_sidebar(request.user).only("pk", "title", "pinned")
+    if query:
+        return search.results_page(conversations, query, number, CONVERSATIONS_PER_PAGE)
+    return Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(number)
 
 
 def _message_page(
@@ -74,6 +75,8 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = services.get_conversation_for_user(request.user, pk)
     items, has_older = _message_page(conversation)
     models = _model_names(request.user)
+    if conversation.is_draft and (last := model_picker.last_choice(request.user)) in models:
+        conversation.model = last  # a new chat starts with the person's last choice
     if not conversation.model and models:
         conversation.model = models[0]
     return render(
@@ -88,8 +91,11 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
             "q": "",
             "current_id": conversation.pk,
             "models": models,
+            "model_choices": model_picker.choices(models),
             "model_missing": bool(conversation.model) and conversation.model not in models,
             "models_refused": not models and bool(model_names_sync()),
+            "pending_images": attachments.pending(conversation),
+            "think_choices": THINK_CHOICES,
         },
     )
 
@@ -167,6 +173,7 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
             return HttpResponse("That model is not available to you.", status=400)
         conversation.model = model
         fields.append("model")
+        model_picker.remember(request.user, model)
     if "system_prompt" in request.POST:
         conversation.system_prompt = form.cleaned_data["system_prompt"]
         fields.append("system_prompt")

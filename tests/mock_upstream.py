@@ -42,6 +42,7 @@ class Script:
     delay: float = 0.0  # seconds between tokens
     ttft: float = 0.0  # seconds before the response starts (headers included)
     thinking: str | None = None  # streamed word by word before the content
+    think_delay: float = 0.0  # seconds between thinking words
     tool_calls: list[dict] | None = None  # [{"name", "arguments": dict|str, "id"?}]
     status: int | None = None  # reply with this HTTP error instead of generating
     error: str = "mock failure"  # message of `status`, `error_after` and OpenAI error events
@@ -105,6 +106,7 @@ class StreamRecord:
 
 _TOKEN = None  # in a frame sequence: "the next frame is a token"
 _TAIL = b""  # in a frame sequence: "the tokens are over; the closing frames follow"
+_THOUGHT = b" "  # in a frame sequence: "a thinking word follows" (paced by think_delay)
 
 
 class _Cut(Exception):
@@ -600,6 +602,13 @@ class MockUpstream:
             record.first_byte_at = time.monotonic()
             batch: list[bytes] = []
             for frame in frames:
+                if frame is _THOUGHT:
+                    if script.think_delay:
+                        writer.write(b"".join(batch))
+                        batch.clear()
+                        await _drain(writer, watcher)
+                        await _pause(watcher, script.think_delay)
+                    continue
                 if frame is not _TOKEN and frame is not _TAIL:
                     batch.append(b"%x\r\n%s\r\n" % (len(frame), frame))
                     continue
@@ -731,6 +740,7 @@ class _OllamaFrames:
     def frames(self) -> Iterator[bytes | None]:
         script = self.script
         for piece in script.thinking_pieces():
+            yield _THOUGHT
             yield json.dumps({**self._chunk(thinking=piece), "done": False}).encode() + b"\n"
         for sent, piece in enumerate(script.pieces()):
             if script.error_after is not None and sent == script.error_after:
@@ -817,6 +827,7 @@ class _OpenAIFrames:
         script = self.script
         yield self._event(self._chunk({"role": "assistant", "content": ""}))
         for piece in script.thinking_pieces():
+            yield _THOUGHT
             yield self._event(self._chunk({script.reasoning_field: piece}))
         for sent, piece in enumerate(script.pieces()):
             if script.error_after is not None and sent == script.error_after:
@@ -965,7 +976,9 @@ def _tag(name: str) -> dict:
             "parameter_size": "3.2B",
             "quantization_level": "Q4_K_M",
         },
-        "capabilities": ["completion", "tools"],
+        # Models named like vision models (llava, *-vision) also see images.
+        "capabilities": ["completion", "tools"]
+        + (["vision"] if "llava" in name or "vision" in name else []),
     }
 
 

@@ -36,7 +36,7 @@ def test_a_group_budget_and_model_list_reach_the_members_chat(signed_in, upstrea
 
     upstream.script(tokens=5)  # 10 prompt + 5 reply tokens: the whole day
     member = signed_in("mia")
-    options = member.locator("#model-picker option").all_inner_texts()
+    options = member.locator("#model-picker option").evaluate_all("o => o.map(e => e.value)")
     assert options == ["qwen3:8b"]
     composer = member.get_by_label("Message", exact=True)
     composer.fill("Hello")
