@@ -106,6 +106,16 @@ def without_sidebar(html: str) -> str:
     return _SIDEBAR_ENTRY.sub("", html)
 
 
+# A sent message's images link to the owner's image view; a viewer reaches them through the
+# share's own, which checks the link (`attachment_views`).
+OWNER_IMAGES = '="/images/'
+
+
+def with_share_images(html: str, token: str) -> str:
+    """`html` with its image links pointed at the share's image view."""
+    return html.replace(OWNER_IMAGES, f'="/s/{token}/images/')
+
+
 def _viewer_of(scope: dict[str, Any]) -> Viewer:
     """Who opened the socket: a signed-in, approved session, or no one."""
     user = scope.get("user")
@@ -175,9 +185,12 @@ class ShareViewerConsumer(ChatConsumer):
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
     ) -> None:
-        """Frames as the owner's tabs get them, less the owner's sidebar entry."""
+        """Frames as the owner's tabs get them, less the owner's sidebar entry, with image
+        links through the share."""
         if text_data is not None and SIDEBAR_TARGET in text_data:
             text_data = without_sidebar(text_data)
+        if text_data is not None and OWNER_IMAGES in text_data:
+            text_data = with_share_images(text_data, self.token)
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     # -- from the page: nothing is done -------------------------------------------------

@@ -195,3 +195,27 @@ async def test_more_ids_than_the_limit_are_refused(
     frames = await _turn(sockets, conversation, vision, ids, "Three")
     assert any("at most 2 images" in frame for frame in frames)
     assert not _chat_bodies(mock, "Three")
+
+
+async def test_a_live_share_viewer_gets_the_new_images_through_the_share(
+    sockets, conversation: Conversation, mock: MockUpstream, vision: str
+) -> None:
+    from django.test import AsyncClient
+
+    from tests.conversations.test_shares_socket import Viewer, shared
+
+    token = await shared(conversation)
+    viewer = Viewer(token, "")
+    connected, _ = await viewer.communicator.connect()
+    assert connected
+    image = await attach(conversation)
+    owner_frames = await _turn(sockets, conversation, vision, [str(image.pk)], "Look")
+    seen = ""
+    while "status-complete" not in seen:
+        seen += await viewer.communicator.receive_from(timeout=5)
+    await viewer.communicator.disconnect()
+    assert any(f'href="/images/{image.pk}"' in frame for frame in owner_frames)
+    assert f'href="/s/{token}/images/{image.pk}"' in seen
+    assert f'"/images/{image.pk}"' not in seen
+    shown = await AsyncClient().get(f"/s/{token}/images/{image.pk}")
+    assert shown.status_code == 200 and shown["Content-Type"] == "image/png"
