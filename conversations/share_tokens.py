@@ -8,17 +8,15 @@ that the owner can copy the link again from the Shared links page.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import secrets
-from functools import cache
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
+from cryptography.fernet import InvalidToken
 
+from chatsite.sealing import fernet_for
+
+SEALING = "conversations.Share.token"
 TOKEN_BYTES = 32
 TOKEN_LENGTH = 43  # len(secrets.token_urlsafe(TOKEN_BYTES))
 _SHAPE = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
@@ -38,21 +36,12 @@ def digest_of(token: str) -> str:
 
 
 def seal(token: str) -> str:
-    return _fernet(settings.SECRET_KEY).encrypt(token.encode()).decode()
+    return fernet_for(SEALING).encrypt(token.encode()).decode()
 
 
 def unseal(sealed: str) -> str | None:
     """The token, or None when it cannot be opened (SECRET_KEY changed since)."""
     try:
-        return _fernet(settings.SECRET_KEY).decrypt(sealed.encode()).decode()
+        return fernet_for(SEALING).decrypt(sealed.encode()).decode()
     except (InvalidToken, ValueError):
         return None
-
-
-@cache
-def _fernet(secret_key: str) -> Fernet:
-    # HKDF with a purpose label: this key opens share tokens and nothing else.
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"chatsite conversations.Share.token"
-    ).derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
