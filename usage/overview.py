@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from usage import charts, reports
 from usage.reports import Figures, Period
-from usage.tables import COUNT, MS, SHARE, TEXT, Column, Table
+from usage.tables import COUNT, OUTCOME_COLUMNS, SHARE, TEXT, Column, Table, outcome_cells
 
 # What a chart can be split by: the rollup fields that make up each part.
 DIMENSIONS = {
@@ -179,26 +179,10 @@ def _models(models: list[tuple[tuple, Figures]]) -> Table:
     table = Table(
         "models",
         "Models",
-        [
-            Column("Model", TEXT),
-            Column("Requests"),
-            Column("Tokens"),
-            Column("Failed", SHARE),
-            Column("Stopped", SHARE),
-            Column("Median time to first token", MS),
-            Column("Mean duration", MS),
-        ],
+        [Column("Model", TEXT), *OUTCOME_COLUMNS],
     )
     for (model,), figures in models:
-        table.add(
-            model,
-            figures.requests,
-            figures.tokens,
-            figures.failure_share,
-            figures.stop_share,
-            figures.median_ttft_ms,
-            figures.mean_duration_ms,
-        )
+        table.add(model, *outcome_cells(figures))
     return table
 
 

@@ -17,7 +17,16 @@ from django.utils.text import slugify
 from usage import charts, reports, rollups
 from usage.limits import effective_limits
 from usage.models import Generation
-from usage.tables import MS, SHARE, TEXT, Column, Table, csv_response, table_csv
+from usage.tables import (
+    OUTCOME_COLUMNS,
+    SHARE,
+    TEXT,
+    Column,
+    Table,
+    csv_response,
+    outcome_cells,
+    table_csv,
+)
 
 CHART_DAYS = 30
 GENERATIONS_PER_PAGE = 50
@@ -173,26 +182,13 @@ def doors_table(user_id: int, period: reports.Period, link: str) -> Table:
     table = Table(
         "doors",
         f"By door, {period.start:%b %d} to {period.end:%b %d}",
-        [
-            Column("Door", TEXT),
-            Column("Requests"),
-            Column("Tokens"),
-            Column("Failed", SHARE),
-            Column("Stopped", SHARE),
-            Column("Median time to first token", MS),
-            Column("Mean duration", MS),
-        ],
+        [Column("Door", TEXT), *OUTCOME_COLUMNS],
     )
     for (door, key), figures in ordered:
         value = "web" if door == Generation.Door.WEB else f"key-{key}" if key else ""
         table.add(
             labels[(door, key)],
-            figures.requests,
-            figures.tokens,
-            figures.failure_share,
-            figures.stop_share,
-            figures.median_ttft_ms,
-            figures.mean_duration_ms,
+            *outcome_cells(figures),
             link=f"{link}?door={value}#generations" if value else "",
             key=value,
         )

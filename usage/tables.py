@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.http import StreamingHttpResponse
 
@@ -20,6 +21,29 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 class Column:
     title: str
     kind: str = COUNT
+
+
+# After a row's label: how its generations went (from a `usage.reports.Figures`).
+OUTCOME_COLUMNS = (
+    Column("Requests"),
+    Column("Tokens"),
+    Column("Failed", SHARE),
+    Column("Stopped", SHARE),
+    Column("Median time to first token", MS),
+    Column("Mean duration", MS),
+)
+
+
+def outcome_cells(figures: Any) -> tuple[object, ...]:
+    """The cells of OUTCOME_COLUMNS for `figures`."""
+    return (
+        figures.requests,
+        figures.tokens,
+        figures.failure_share,
+        figures.stop_share,
+        figures.median_ttft_ms,
+        figures.mean_duration_ms,
+    )
 
 
 @dataclass
