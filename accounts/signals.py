@@ -15,12 +15,8 @@ socket's next frame; a failing push never fails the sign-out or the save.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
@@ -28,12 +24,10 @@ from django.dispatch import receiver
 from django.utils.crypto import salted_hmac
 
 from accounts.models import User
-
-log = logging.getLogger(__name__)
+from chatsite.pushes import push
 
 # What the chat needs from an account: changing any of these may end its sessions' access.
 ACCESS_FIELDS = ("password", "is_active", "role")
-PUSH_TIMEOUT = 2.0
 
 
 def account_group(user_id: int) -> str:
@@ -51,7 +45,7 @@ def close_sockets_of_ended_session(sender: object, request: Any, user: Any, **kw
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is None or not session_key:
         return
-    _push(user.pk, {"type": "session.ended", "session": session_tag(session_key)})
+    push(account_group(user.pk), {"type": "session.ended", "session": session_tag(session_key)})
 
 
 @receiver(pre_save, sender=User)
@@ -82,20 +76,4 @@ def check_sockets_of_deleted_account(sender: type[User], instance: User, **kwarg
 
 
 def _push_after_commit(user_id: int) -> None:
-    transaction.on_commit(lambda: _push(user_id, {"type": "account.changed"}))
-
-
-def _push(user_id: int, message: dict[str, str]) -> None:
-    """Send `message` to the person's sockets, on any worker; a failure is only logged."""
-    try:
-        async_to_sync(_send)(account_group(user_id), message)
-    except Exception as exc:
-        log.warning("could not tell the open chat sockets of user %s: %s", user_id, exc)
-
-
-async def _send(group: str, message: dict[str, str]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async with asyncio.timeout(PUSH_TIMEOUT):
-        await layer.group_send(group, message)
+    transaction.on_commit(lambda: push(account_group(user_id), {"type": "account.changed"}))

@@ -10,13 +10,10 @@ viewers close or re-check. Creations and revocations go to the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -28,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit import services as audit
+from chatsite.pushes import push
 from conversations import share_tokens
 from conversations.markdown import render_markdown
 from conversations.models import Conversation, Message, Share
@@ -35,7 +33,6 @@ from conversations.services import may_chat
 
 log = logging.getLogger(__name__)
 
-PUSH_TIMEOUT = 2.0
 # The most recent messages a shared page shows (and a fork copies).
 MESSAGES_SHOWN = 500
 REVOKED = "share.revoked"
@@ -268,21 +265,4 @@ def group(share_id: int) -> str:
 
 def _push_after_commit(share: Share, kind: str) -> None:
     share_id = share.pk
-    transaction.on_commit(lambda: _push(share_id, kind))
-
-
-def _push(share_id: int, kind: str) -> None:
-    """Tell the share's live viewers, on any worker; a failure is only logged (their
-    sockets check the share again on their own, see `share_consumer`)."""
-    try:
-        async_to_sync(_send)(group(share_id), {"type": kind})
-    except Exception as exc:
-        log.warning("could not tell the live viewers of share %s: %s", share_id, exc)
-
-
-async def _send(group_name: str, message: dict[str, str]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    async with asyncio.timeout(PUSH_TIMEOUT):
-        await layer.group_send(group_name, message)
+    transaction.on_commit(lambda: push(group(share_id), {"type": kind}))
