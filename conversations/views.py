@@ -134,13 +134,18 @@ def item(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def rename(request: HttpRequest, pk: int) -> HttpResponse:
-    """Rename in place: the form (GET), then the updated sidebar entry (POST)."""
+    """Rename in place: the form (GET), then the updated sidebar entry (POST).
+
+    A form submitted before htmx has taken it over (or without JavaScript) is a plain
+    POST: it renames too, and goes back to the page it came from."""
     conversation = services.get_conversation_for_user(request.user, pk)
     context = {"c": conversation, "current_id": _current_id(request)}
     if request.method == "POST":
         form = RenameForm(request.POST)
         if form.is_valid():
             services.rename(conversation, form.cleaned_data["title"])
+            if not request.htmx:
+                return redirect("conversations:detail", context["current_id"] or conversation.pk)
             response = render(request, "conversations/parts.html#sidebar_item", context)
             if context["current_id"] == conversation.pk:
                 title = {"conversation": conversation, "oob": True}

@@ -128,12 +128,27 @@ def test_rename_in_place(member_client: Client, member: User) -> None:
     conversation = chat(member, "Before")
     form = member_client.get(f"/c/{conversation.pk}/rename").content.decode()
     assert 'name="title"' in form and 'value="Before"' in form
+    assert 'method="post"' in form and "csrfmiddlewaretoken" in form
     response = member_client.post(
-        f"/c/{conversation.pk}/rename", {"title": "After", "current": conversation.pk}
+        f"/c/{conversation.pk}/rename",
+        {"title": "After", "current": conversation.pk},
+        HTTP_HX_REQUEST="true",
     )
     conversation.refresh_from_db()
     assert conversation.title == "After"
     assert 'id="conv-title"' in response.content.decode()
+
+
+def test_a_rename_submitted_before_htmx_took_the_form_still_renames(
+    member_client: Client, member: User
+) -> None:
+    """Enter pressed before htmx has processed the swapped-in form posts it natively."""
+    conversation = chat(member, "Before")
+    response = member_client.post(f"/c/{conversation.pk}/rename", {"title": "After"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/c/{conversation.pk}/"
+    conversation.refresh_from_db()
+    assert conversation.title == "After"
 
 
 def test_pin_toggles(member_client: Client, member: User) -> None:
