@@ -235,18 +235,27 @@ async def show(request: HttpRequest, key: ApiKey) -> HttpResponse:
         raise ApiError(400, "model is required", param="model")
     entry = (await find_model(key, name, OLLAMA)).entry
     details = _details(entry)
-    model_info = {"general.architecture": details["family"]} if details["family"] else {}
     return json_response(
         {
             "modelfile": "",
             "parameters": "",
             "template": "",
             "details": details,
-            "model_info": model_info,
+            "model_info": _model_info(details["family"], entry.context_length),
             "capabilities": entry.capabilities or ["completion"],
             "modified_at": entry.modified_at or "1970-01-01T00:00:00Z",
         }
     )
+
+
+def _model_info(family: str, context_length: int) -> dict:
+    """/api/show's model_info: the architecture and its context length, when known."""
+    if not family:
+        return {}
+    info: dict[str, str | int] = {"general.architecture": family}
+    if context_length:
+        info[f"{family}.context_length"] = context_length
+    return info
 
 
 @endpoint("GET", "HEAD", wire=OLLAMA)

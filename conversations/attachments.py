@@ -10,14 +10,11 @@ in `conversations.models.attachment_storage`, under a random name.
 from __future__ import annotations
 
 import base64
-import functools
 import logging
 import uuid
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -26,7 +23,6 @@ from django.dispatch import receiver
 from PIL import Image, UnidentifiedImageError
 
 from conversations.models import Attachment, Conversation, Message
-from llm import catalog
 
 log = logging.getLogger(__name__)
 
@@ -171,24 +167,6 @@ def encoded(message: Message) -> list[str]:
         with attachment.file.open("rb") as handle:
             out.append(base64.b64encode(handle.read()).decode("ascii"))
     return out
-
-
-def sees_images(model: str) -> bool:
-    """Whether `model` takes images: False only when its server reports capabilities that
-    lack "vision" (Ollama); allowed when unknown (OpenAI-compatible servers say nothing)."""
-    try:
-        found = async_to_sync(catalog.resolve)(model)
-    except Exception as exc:  # the catalog cannot say: the model server will
-        log.info("no capabilities for %s: %r", model, exc)
-        return True
-    if found.kind != "ollama" or not found.capabilities:
-        return True
-    return "vision" in found.capabilities
-
-
-def sight(model: str) -> Callable[[], bool]:
-    """`sees_images(model)`, asked of the catalog once, and only when first needed."""
-    return functools.cache(lambda: sees_images(model))
 
 
 def vision_refusal(model: str) -> str:

@@ -26,9 +26,8 @@ class Choice:
         return f"{self.name} — {self.facts}" if self.facts else self.name
 
 
-def _context(details: dict) -> str:
-    length = details.get("context_length")
-    if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+def _context(length: int) -> str:
+    if length <= 0:
         return ""
     return f"{length // 1024}K context" if length % 1024 == 0 else f"{length} context"
 
@@ -41,7 +40,7 @@ def facts(model: CatalogModel) -> str:
         for key in ("family", "parameter_size", "quantization_level")
         if isinstance(details.get(key), str) and details.get(key).strip()
     ]
-    if context := _context(details):
+    if context := _context(model.context_length):
         known.append(context)
     capabilities = [c for c in model.capabilities if isinstance(c, str) and c not in _OBVIOUS]
     if capabilities:

@@ -22,7 +22,15 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from chatsite import channels_redis_adapter
-from conversations import charging, fragments, parameters, services, snapshots, titles
+from conversations import (
+    capabilities,
+    charging,
+    fragments,
+    parameters,
+    services,
+    snapshots,
+    titles,
+)
 from conversations.keeper import keepers
 from conversations.markdown import StreamingRenderer
 from conversations.models import Message
@@ -156,10 +164,7 @@ class ReplyRunner:
     async def _stream(self) -> None:
         options = parameters.options_for(self.conversation)
         chat = stream_chat(
-            self.reply.model,
-            self.turn.messages,
-            options=options,
-            think=think_param(self.conversation.think),
+            self.reply.model, self.turn.messages, options=options, think=await self._think()
         )
         async with aclosing(chat) as events:
             async for event in events:
@@ -169,6 +174,14 @@ class ReplyRunner:
                         self.publisher.mark(self)
                 elif isinstance(event, Finished):
                     self.finished = event
+
+    async def _think(self) -> bool | str | None:
+        """The conversation's think switch, for a model that can think (a model that cannot
+        refuses the field: the switch is hidden for it, but its value stays saved)."""
+        think = think_param(self.conversation.think)
+        if think is None or not await capabilities.capable_async(self.reply.model, "thinking"):
+            return None
+        return think
 
     def _arrive(self, thinking: str, text: str) -> None:
         """A piece of thinking and of content; `<think>` tags in the content move what

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
-from conversations import attachments
+from conversations import attachments, capabilities
 from conversations.markdown import render_markdown
 from conversations.models import Conversation, Message
 from conversations.reasoning import split_transcript
@@ -103,7 +103,7 @@ def history_for(conversation: Conversation, before: Message) -> list[dict[str, s
     messages: list[dict[str, str]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    sees_images = attachments.sight(before.model)  # a model that cannot gets the text only
+    sees_images = capabilities.sight(before.model)  # a model that cannot gets the text only
     for message in conversation.messages.filter(pk__lt=before.pk).exclude(content=""):
         if message.role == Message.Role.ASSISTANT and message.status == Message.Status.ERROR:
             continue

@@ -19,7 +19,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
-from conversations import attachments, services
+from conversations import attachments, capabilities, services
 from conversations.forms import MessageForm
 from conversations.models import Conversation
 from usage import limits
@@ -82,7 +82,7 @@ def begin(
     try:
         if action == "send":
             images = attachments.requested_ids(content.get("attachments"))
-            if images and not attachments.sees_images(model):
+            if images and not capabilities.sees_images(model):
                 return Refusal(attachments.vision_refusal(model), text, conversation)
             return services.begin_turn(conversation, text, model, images)
         if action == "edit":

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from conversations import attachments, fragments, model_picker, search, services
+from conversations import attachments, capabilities, fragments, model_picker, search, services
 from conversations.forms import RenameForm, SettingsForm
 from conversations.models import Conversation, Message
 from conversations.reasoning import THINK_CHOICES
@@ -29,6 +29,11 @@ CONVERSATIONS_PER_PAGE = 50
 def _model_names(user: User) -> list[str]:
     """The catalog's models `user` may use (the picker shows only these)."""
     return limits.effective_limits(user).allowed(model_names_sync())
+
+
+def _think_switch(conversation: Conversation) -> dict[str, Any]:
+    """The think switch's context: shown only when the conversation's model can think."""
+    return {"think_choices": THINK_CHOICES, "thinks": capabilities.thinks(conversation.model)}
 
 
 def _current_id(request: HttpRequest) -> int | None:
@@ -95,7 +100,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
             "model_missing": bool(conversation.model) and conversation.model not in models,
             "models_refused": not models and bool(model_names_sync()),
             "pending_images": attachments.pending(conversation),
-            "think_choices": THINK_CHOICES,
+            **_think_switch(conversation),
         },
     )
 
@@ -185,9 +190,10 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
     if fields:
         conversation.save(update_fields=fields)
     if request.htmx:
-        return render(
-            request, "conversations/parts.html#settings_saved", {"conversation": conversation}
-        )
+        context: dict[str, Any] = {"conversation": conversation}
+        if "model" in fields:  # the think switch follows the model
+            context.update(_think_switch(conversation), switch_oob=True)
+        return render(request, "conversations/parts.html#settings_saved", context)
     return redirect("conversations:detail", conversation.pk)
 
 

@@ -2,7 +2,10 @@
 
 Discovery asks each enabled connection in parallel (`/api/tags` for Ollama,
 `/models` under the OpenAI base URL). A connection that fails is logged and reported in
-`Catalog.errors`; the others' models are still listed. The result is cached for
+`Catalog.errors`; the others' models are still listed. Ollama's list says nothing of what
+a model can do: each of its models is also asked `/api/show` (a few at a time, within
+DISCOVERY_TIMEOUT) for its capabilities and context length; a model whose answer fails or
+is late keeps what `/api/tags` said. The result is cached for
 `LLM_CATALOG_TTL` seconds (default 30) and dropped whenever a Connection is saved or
 deleted. Secrets never go to Redis: entries carry the connection id, not its key.
 """
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CACHE_KEY = "llm:catalog:v1"
 DISCOVERY_TIMEOUT = 10.0
+SHOW_CONCURRENCY = 8  # /api/show requests in flight per Ollama connection
 
 
 @dataclass
@@ -52,6 +56,7 @@ class CatalogModel:
     capabilities: list[str] = field(default_factory=list)
     owned_by: str = ""
     created: int = 0  # unix seconds, 0 when unknown
+    context_length: int = 0  # tokens, 0 when unknown
 
 
 @dataclass
@@ -219,16 +224,61 @@ async def discover() -> Catalog:
 async def discover_connection(connection: Connection) -> list[CatalogModel]:
     """The models one connection serves (allowlist applied); raises DiscoveryError."""
     if connection.kind == Connection.Kind.OLLAMA:
-        data = await _get_json(connection, "/api/tags")
-        entries = [_from_tag(connection, item) for item in _items(data, "models")]
-    else:
-        data = await _get_json(connection, "/models")
-        entries = [_from_openai(connection, item) for item in _items(data, "data")]
+        data = await _request_json(connection, "/api/tags")
+        entries = _allowed(connection, [_from_tag(connection, i) for i in _items(data, "models")])
+        await _enrich(connection, entries)
+        return entries
+    data = await _request_json(connection, "/models")
+    return _allowed(connection, [_from_openai(connection, item) for item in _items(data, "data")])
+
+
+def _allowed(connection: Connection, entries: list[CatalogModel | None]) -> list[CatalogModel]:
     return [entry for entry in entries if entry and connection.allows(entry.upstream_name)]
 
 
+async def _enrich(connection: Connection, entries: list[CatalogModel]) -> None:
+    """Complete Ollama `entries` from `/api/show`, a few at a time, within DISCOVERY_TIMEOUT;
+    those not answered by then stay as `/api/tags` listed them."""
+    gate = asyncio.Semaphore(SHOW_CONCURRENCY)
+    try:
+        async with asyncio.timeout(DISCOVERY_TIMEOUT):
+            await asyncio.gather(*(_show(connection, entry, gate) for entry in entries))
+    except TimeoutError:
+        log.info("%s: /api/show did not answer for every model in time", connection.name)
+
+
+async def _show(connection: Connection, entry: CatalogModel, gate: asyncio.Semaphore) -> None:
+    """Complete `entry` from the connection's `/api/show`; on failure it is left as it is."""
+    async with gate:
+        try:
+            data = await _request_json(connection, "/api/show", {"model": entry.upstream_name})
+        except DiscoveryError as exc:
+            log.info("no /api/show for %s: %s", entry.name, exc)
+            return
+    if isinstance(data, dict):
+        _complete(entry, data)
+
+
+def _complete(entry: CatalogModel, shown: dict) -> None:
+    """Take the capabilities (when given) and the context length of a `/api/show` answer."""
+    capabilities = shown.get("capabilities")
+    if isinstance(capabilities, list) and capabilities:
+        entry.capabilities = [c for c in capabilities if isinstance(c, str)]
+    entry.context_length = _context_length(shown.get("model_info"))
+
+
+def _context_length(model_info: Any) -> int:
+    """The "<architecture>.context_length" of a `/api/show` model_info (0 if absent)."""
+    items = model_info.items() if isinstance(model_info, dict) else []
+    for key, value in items:
+        is_count = isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(key, str) and key.endswith(".context_length") and is_count and value > 0:
+            return value
+    return 0
+
+
 class DiscoveryError(Exception):
-    """A connection could not be listed; the message names the URL and the reason."""
+    """A connection could not be asked; the message names the URL and the reason."""
 
 
 async def probe(connection: Connection) -> str:
@@ -237,14 +287,15 @@ async def probe(connection: Connection) -> str:
     version = ""
     if connection.kind == Connection.Kind.OLLAMA:
         try:
-            version = str((await _get_json(connection, "/api/version")).get("version", ""))
+            version = str((await _request_json(connection, "/api/version")).get("version", ""))
         except DiscoveryError:
             version = ""
     count = f"{len(models)} model{'' if len(models) == 1 else 's'}"
     return f"reachable, {count}" + (f", version {version}" if version else "")
 
 
-async def _get_json(connection: Connection, path: str) -> Any:
+async def _request_json(connection: Connection, path: str, body: dict | None = None) -> Any:
+    """The JSON answer to GET `path` (POST of `body` when given); raises DiscoveryError."""
     url = connection.root_url + path
     try:
         headers = connection.auth_headers()
@@ -252,7 +303,8 @@ async def _get_json(connection: Connection, path: str) -> Any:
         raise DiscoveryError(str(exc)) from None
     try:
         async with asyncio.timeout(DISCOVERY_TIMEOUT):
-            response = await get_client().get(url, headers=headers)
+            method = "GET" if body is None else "POST"
+            response = await get_client().request(method, url, headers=headers, json=body)
     except TimeoutError:
         raise DiscoveryError(
             f"cannot reach {url}: no answer within {DISCOVERY_TIMEOUT:g} s"

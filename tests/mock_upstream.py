@@ -28,6 +28,8 @@ from typing import Any
 OLLAMA_MODELS = ["llama3.2:latest", "qwen3:8b"]
 OPENAI_MODELS = ["gpt-4o-mini", "gpt-4.1"]
 VERSION = "0.12.3"
+CONTEXT_LENGTH = 131072  # every model's "llama.context_length" in /api/show
+THINKING_MARKERS = ("qwen3", "deepseek-r1", "gpt-oss", "think")  # names of models that think
 CREATED_AT = "2025-01-01T00:00:00.123456789Z"
 CREATED = 1735689600
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
@@ -133,6 +135,8 @@ class MockUpstream:
         self.chat_only: set[str] = set()
         # When set: the JSON every embeddings request is answered with, as it stands.
         self.embed_answer: Any = None
+        # Models whose /api/show fails (500), as a model with a broken manifest does.
+        self.show_broken: set[str] = set()
         self.requests: list[Received] = []
         self.streams: list[StreamRecord] = []
         self.defaults = Script()
@@ -223,6 +227,7 @@ class MockUpstream:
         self.per_model.clear()
         self.chat_only.clear()
         self.embed_answer = None
+        self.show_broken.clear()
         self.requests.clear()
         self.streams.clear()
 
@@ -406,6 +411,9 @@ class MockUpstream:
         if not self._knows(model):
             self._send_json(writer, 404, {"error": f"model '{model}' not found"})
             return
+        if model in self.show_broken:
+            self._send_json(writer, 500, {"error": f"could not read the manifest of {model}"})
+            return
         tag = _tag(model)
         self._send_json(
             writer,
@@ -415,8 +423,11 @@ class MockUpstream:
                 "parameters": 'stop "<|eot_id|>"',
                 "template": "{{ .Prompt }}",
                 "details": tag["details"],
-                "model_info": {"general.architecture": "llama", "llama.context_length": 131072},
-                "capabilities": tag["capabilities"],
+                "model_info": {
+                    "general.architecture": "llama",
+                    "llama.context_length": CONTEXT_LENGTH,
+                },
+                "capabilities": _capabilities(model),
                 "modified_at": tag["modified_at"],
             },
         )
@@ -976,10 +987,18 @@ def _tag(name: str) -> dict:
             "parameter_size": "3.2B",
             "quantization_level": "Q4_K_M",
         },
-        # Models named like vision models (llava, *-vision) also see images.
-        "capabilities": ["completion", "tools"]
-        + (["vision"] if "llava" in name or "vision" in name else []),
     }
+
+
+def _capabilities(name: str) -> list[str]:
+    """What /api/show says a model can do (Ollama's /api/tags does not say): models named
+    like vision models (llava, *-vision) also see images, and reasoning models think."""
+    capabilities = ["completion", "tools"]
+    if "llava" in name or "vision" in name:
+        capabilities.append("vision")
+    if any(marker in name for marker in THINKING_MARKERS):
+        capabilities.append("thinking")
+    return capabilities
 
 
 @contextlib.contextmanager

@@ -190,6 +190,15 @@ def test_show_always_has_model_info_and_capabilities(api: httpx.Client) -> None:
     assert api.post("/api/show", json={"name": "qwen3:8b"}).status_code == 200
 
 
+def test_show_passes_on_what_the_upstreams_show_said(api: httpx.Client) -> None:
+    body = api.post("/api/show", json={"model": "qwen3:8b"}).json()
+    assert body["model_info"] == {"general.architecture": "llama", "llama.context_length": 131072}
+    assert body["capabilities"] == ["completion", "tools", "thinking"]
+    # An OpenAI-compatible model: no family, no context length, nothing to show.
+    body = api.post("/api/show", json={"model": "gpt-4o-mini"}).json()
+    assert body["model_info"] == {} and body["capabilities"] == ["completion"]
+
+
 def test_version_and_ps(api: httpx.Client) -> None:
     version = api.get("/api/version").json()["version"]
     assert len(version.split(".")) == 3

@@ -30,7 +30,9 @@ def test_the_picker_shows_what_the_catalog_knows_of_each_model(
     Connection.objects.create(name="cloud", kind="openai", base_url=mock.openai_url)
     conversation = Conversation.objects.create(owner=member, model=MODEL)
     found = options(member_client.get(f"/c/{conversation.pk}/").content.decode())
-    assert found[MODEL] == f"{MODEL} — llama · 3.2B · Q4_K_M · tools"
+    # The context length and the capabilities come from Ollama's /api/show.
+    assert found[MODEL] == f"{MODEL} — llama · 3.2B · Q4_K_M · 128K context · tools"
+    assert found["qwen3:8b"] == "qwen3:8b — llama · 3.2B · Q4_K_M · 128K context · tools, thinking"
     # An OpenAI-compatible server says nothing of its models: the name alone.
     assert found["gpt-4o-mini"] == "gpt-4o-mini"
 
@@ -46,9 +48,9 @@ def test_facts_include_context_length_and_capabilities_when_known() -> None:
             "family": "qwen3",
             "parameter_size": "8.2B",
             "quantization_level": "Q4_K_M",
-            "context_length": 40960,
         },
         capabilities=["completion", "tools", "thinking"],
+        context_length=40960,
     )
     assert model_picker.facts(model) == "qwen3 · 8.2B · Q4_K_M · 40K context · tools, thinking"
     bare = CatalogModel(
@@ -57,7 +59,7 @@ def test_facts_include_context_length_and_capabilities_when_known() -> None:
         connection_id=1,
         connection_name="c",
         kind="openai",
-        details={"family": 3, "context_length": True},
+        details={"family": 3},
     )
     assert model_picker.facts(bare) == ""
 

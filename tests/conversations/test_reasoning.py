@@ -24,6 +24,7 @@ on_the_socket = [
 ]
 
 THOUGHT = "First I weigh the question. Then I decide."
+THINKER = "qwen3:8b"  # a model whose server reports it thinks
 TAGGED = "<think>\nThe user greets me. I should greet back.\n</think>\n\nHello **friend**!"
 
 
@@ -207,11 +208,24 @@ async def test_the_switch_reaches_the_ollama_request_as_think(
     sockets, conversation: Conversation, mock: MockUpstream, choice: str, sent: object
 ) -> None:
     await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).update)(
-        think=choice
+        think=choice, model=THINKER
     )
     mock.script(tokens=2)
-    await _chat(sockets, conversation)
+    await _chat(sockets, conversation, THINKER)
     assert _chat_request(mock)["think"] == sent
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_model_that_cannot_think_is_not_sent_the_saved_switch(
+    sockets, conversation: Conversation, mock: MockUpstream
+) -> None:
+    """Set on for a thinking model, then the conversation moved to one that cannot think
+    (whose server would refuse the field)."""
+    await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).update)(think="on")
+    mock.script(tokens=2)
+    await _chat(sockets, conversation, MODEL)
+    assert "think" not in _chat_request(mock)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -231,7 +245,7 @@ async def test_a_level_reaches_the_openai_request_as_reasoning_effort(
 def test_the_switch_is_saved_from_the_page_and_a_bad_value_is_a_400(
     member: User, connection: Connection
 ) -> None:
-    conversation = Conversation.objects.create(owner=member, model=MODEL)
+    conversation = Conversation.objects.create(owner=member, model=THINKER)
     client = Client()
     client.force_login(member)
     page = client.get(f"/c/{conversation.pk}/")

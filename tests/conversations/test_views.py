@@ -52,7 +52,8 @@ def test_the_page_shows_the_thread_the_model_picker_and_the_websocket(
     body = response.content.decode()
     assert response.status_code == 200
     assert f'ws-connect="/ws/c/{conversation.pk}/"' in body
-    assert '<option value="llama3.2:latest" title="llama · 3.2B · Q4_K_M · tools" selected>' in body
+    facts = "llama · 3.2B · Q4_K_M · 128K context · tools"
+    assert f'<option value="llama3.2:latest" title="{facts}" selected>' in body
     assert "message 0" in body and "<p>message 1</p>" in body
     assert "hx-disable" in body
     assert "hx-ws" in body  # the ws extension script

@@ -62,12 +62,23 @@ def test_a_thinking_reply_streams_open_then_collapses_when_the_answer_starts(
     expect(block.locator(".thinking-text")).to_have_text(THOUGHT, use_inner_text=False)
 
 
-def test_the_think_switch_is_saved_and_sent(signed_in, upstream: MockUpstream) -> None:
+def test_the_think_switch_follows_the_model_and_is_saved_and_sent(
+    signed_in, upstream: MockUpstream
+) -> None:
     upstream.script(tokens=2)
     page = signed_in()
-    page.get_by_label("Thinking").select_option("high")
+    switch = page.get_by_label("Thinking")
+    expect(switch).to_have_count(0)  # llama3.2:latest, the first model, cannot think
+    page.select_option("#model-picker", "qwen3:8b")  # it can: the switch comes, no reload
+    # Changed only once htmx has settled the swapped-in form (and listens to it).
+    expect(page.locator("#think-slot:not(.htmx-settling) #think-switch")).to_be_attached()
+    switch.select_option("high")
     expect(page.locator("#think-status")).to_have_text("Saved.")
     send(page, "Think hard")
     expect(page.locator(".msg-assistant").last).to_have_class(re.compile("status-complete"))
     chat = next(r.body for r in upstream.requests if r.path.endswith("/api/chat"))
-    assert chat["think"] == "high"
+    assert (chat["model"], chat["think"]) == ("qwen3:8b", "high")
+    page.select_option("#model-picker", "llama3.2:latest")
+    expect(switch).to_have_count(0)
+    page.reload()
+    expect(switch).to_have_count(0)

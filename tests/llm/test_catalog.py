@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -129,3 +130,54 @@ async def test_a_request_starts_from_the_catalog_its_caller_already_read(local):
     assert await get_async_redis().get(catalog.CACHE_KEY) is None  # no discovery was needed
     await asyncio.create_task(one_request(None))  # nothing prefetched: read, then discover
     assert await get_async_redis().get(catalog.CACHE_KEY) is not None
+
+
+def show_requests(mock) -> list[str]:
+    return [r.body["model"] for r in mock.requests if r.path == "/api/show"]
+
+
+async def test_ollama_models_are_completed_from_their_api_show(both, mock):
+    models = {m.name: m for m in await catalog.list_models()}
+    # /api/tags says nothing of what a model can do: /api/show says it, once per model.
+    assert sorted(show_requests(mock)) == ["llama3.2:latest", "qwen3:8b"]
+    assert models["llama3.2:latest"].capabilities == ["completion", "tools"]
+    assert models["qwen3:8b"].capabilities == ["completion", "tools", "thinking"]
+    assert models["qwen3:8b"].context_length == 131072
+    assert models["qwen3:8b"].details["parameter_size"] == "3.2B"  # /api/tags' details stay
+    # An OpenAI-compatible server is not asked: it can only be said to complete.
+    assert (models["gpt-4.1"].capabilities, models["gpt-4.1"].context_length) == (["completion"], 0)
+
+
+async def test_a_model_whose_api_show_fails_is_still_listed(local, mock):
+    mock.show_broken.add("qwen3:8b")
+    found = await catalog.load_catalog()
+    assert found.errors == {}
+    qwen, llama = found.find("qwen3:8b"), found.find("llama3.2:latest")
+    assert qwen is not None and (qwen.capabilities, qwen.context_length) == ([], 0)
+    assert llama is not None and llama.context_length == 131072
+
+
+async def test_only_the_allowed_models_are_shown(local, mock):
+    local.allowed_models = ["qwen*"]
+    await local.asave()
+    await catalog.list_models()
+    assert show_requests(mock) == ["qwen3:8b"]
+
+
+async def test_a_catalog_cached_before_context_lengths_still_reads(local):
+    from chatsite.redis import get_async_redis
+
+    await catalog.load_catalog()
+    cached = json.loads(await get_async_redis().get(catalog.CACHE_KEY))
+    for model in cached["models"]:
+        del model["context_length"]
+
+    async def one_request() -> list[catalog.CatalogModel]:  # in a context of its own
+        catalog.use_prefetched(json.dumps(cached))
+        return await catalog.list_models()
+
+    models = await asyncio.create_task(one_request())
+    assert [(m.name, m.context_length) for m in models] == [
+        ("llama3.2:latest", 0),
+        ("qwen3:8b", 0),
+    ]
