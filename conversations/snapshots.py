@@ -152,16 +152,30 @@ def utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
+# KEYS: text, meta, beat of each reply in turn. A reply whose snapshot is done keeps its
+# short expiry: the keeper may have listed it just before its final write.
+_BEAT = f"""
+for i = 1, #KEYS, 3 do
+  if redis.call('HGET', KEYS[i + 1], 'status') ~= '{DONE}' then
+    redis.call('SET', KEYS[i + 2], '1', 'EX', {HEARTBEAT_TTL})
+    redis.call('EXPIRE', KEYS[i], {TTL})
+    redis.call('EXPIRE', KEYS[i + 1], {TTL})
+  end
+end
+return 1
+"""
+
+
 async def beat_many(reply_ids: list[int]) -> None:
     """These replies' runners are alive; keep their snapshots too (one round trip)."""
     if not reply_ids:
         return
-    pipe = get_async_redis().pipeline(transaction=False)
-    for reply_id in reply_ids:
-        pipe.set(_beat_key(reply_id), "1", ex=HEARTBEAT_TTL)
-        pipe.expire(_text_key(reply_id), TTL)
-        pipe.expire(_meta_key(reply_id), TTL)
-    await pipe.execute()
+    keys = [
+        key
+        for reply_id in reply_ids
+        for key in (_text_key(reply_id), _meta_key(reply_id), _beat_key(reply_id))
+    ]
+    await get_async_redis().eval(_BEAT, len(keys), *keys)
 
 
 def _parse(text: str | None, meta: dict[str, str]) -> Snapshot | None:

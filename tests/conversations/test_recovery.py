@@ -85,6 +85,32 @@ async def test_a_heartbeat_missed_once_as_redis_restarts_does_not_interrupt(
     assert await status_of(reply) == Message.Status.STREAMING
 
 
+async def test_a_heartbeat_listed_before_the_final_write_leaves_the_done_snapshot_short(
+    conversation: Conversation,
+) -> None:
+    """The keeper lists its runners, the reply finishes, then the beat arrives: the done
+    snapshot keeps its short expiry and gets no heartbeat (it lingered ten minutes)."""
+    reply = await orphan(conversation)
+    await snapshots.start(reply.pk)
+    await snapshots.append(reply.pk, "all of it", seq=1)
+    await snapshots.finish(reply.pk, seq=2)
+    await snapshots.beat_many([reply.pk])
+    redis = get_async_redis()
+    assert 0 < await redis.ttl(f"chat:reply:{reply.pk}:text") <= snapshots.DONE_TTL
+    assert 0 < await redis.ttl(f"chat:reply:{reply.pk}:meta") <= snapshots.DONE_TTL
+    assert not await redis.exists(f"chat:reply:{reply.pk}:beat")
+
+
+async def test_a_heartbeat_keeps_a_streaming_snapshot(conversation: Conversation) -> None:
+    reply = await orphan(conversation)
+    await snapshots.start(reply.pk)
+    redis = get_async_redis()
+    await redis.expire(f"chat:reply:{reply.pk}:text", 5)
+    await snapshots.beat_many([reply.pk])
+    assert await redis.ttl(f"chat:reply:{reply.pk}:text") > snapshots.DONE_TTL
+    assert await redis.exists(f"chat:reply:{reply.pk}:beat")
+
+
 async def test_two_workers_sweeping_the_same_orphan_charge_it_once(
     conversation: Conversation,
 ) -> None:
