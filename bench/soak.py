@@ -7,8 +7,8 @@ the mock upstream in its own process (replies of 100 tokens 20 ms apart) and one
 worker started as `make run` starts it (`chatsite.serve`). Then, for `--minutes`:
 
   chats     browser chats over the websocket, each on its own conversation: send a turn,
-            read frames until the reply is complete, and every few turns close the socket
-            and open a new one (as page loads do)
+            read frames until the reply is complete, every three turns close the socket
+            and open a new one (as page loads do), every twelve start a new conversation
   streams   API streams, alternating /api/chat (NDJSON) and /v1/chat/completions (SSE),
             each a new client, read to the end
 
@@ -42,6 +42,9 @@ from chatsite.redis import REDIS_CONNECTIONS
 MODEL = "llama3.2:latest"
 SAMPLE_EVERY = 30.0
 WARM_UP = 120.0  # seconds of traffic before the reference sample
+# A person starts a new chat now and then: a conversation that only ever grew would make
+# every turn send (and the worker hold) a longer history than a team's chats have.
+TURNS_PER_CONVERSATION = 12
 IDLE_WAIT = 150.0  # finished replies' snapshots expire 120 s after their end
 # Redis clients beyond the worker's pool (the channel layer's, the sync client's, this
 # script's own): the pool keeps open the connections a burst opened, up to its size.
@@ -113,14 +116,32 @@ def make_rows(chats: int) -> tuple[str, str, list[int]]:
     return client.cookies["sessionid"].value, secret, [c.pk for c in conversations]
 
 
+def new_conversation(conversation: int) -> int:
+    """Another conversation of the owner of `conversation` (a person starting a new chat)."""
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+
+    close_old_connections()
+    owner = Conversation.objects.get(pk=conversation).owner_id
+    created = Conversation.objects.create(
+        owner_id=owner, model=MODEL, last_message_at=timezone.now()
+    )
+    return created.pk
+
+
 async def chat_loop(base: str, cookie: str, conversation: int, until: float, tally: Tally) -> None:
-    """Turn after turn on one conversation, a new socket every few turns."""
+    """Turn after turn, a new socket every three turns and a new conversation every
+    `TURNS_PER_CONVERSATION` turns."""
     import websockets
 
-    url = base.replace("http://", "ws://") + f"/ws/c/{conversation}/"
     headers = {"Origin": base, "Cookie": f"sessionid={cookie}"}
     turn = 0
     while time.monotonic() < until:
+        if turn and turn % TURNS_PER_CONVERSATION == 0:
+            conversation = await asyncio.to_thread(new_conversation, conversation)
+        url = base.replace("http://", "ws://") + f"/ws/c/{conversation}/"
         try:
             async with websockets.connect(url, additional_headers=headers, open_timeout=30) as ws:
                 for _ in range(3):
@@ -206,6 +227,22 @@ async def soak(
     return tally, samples
 
 
+def key_patterns() -> dict[str, tuple[int, int]]:
+    """The keys in Redis by pattern (digits as N): how many, and the longest time to live."""
+    import re
+
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    found: dict[str, tuple[int, int]] = {}
+    for key in client.keys("*"):
+        pattern = re.sub(rb"\d+", b"N", key).decode(errors="replace")
+        count, longest = found.get(pattern, (0, -1))
+        found[pattern] = (count + 1, max(longest, client.ttl(key)))
+    return found
+
+
 def verdict(args: argparse.Namespace, tally: Tally, samples: list[Sample]) -> list[str]:
     """What went wrong, if anything."""
     warm = next((s for s in samples if s.at >= min(WARM_UP, args.minutes * 30)), samples[0])
@@ -223,7 +260,10 @@ def verdict(args: argparse.Namespace, tally: Tally, samples: list[Sample]) -> li
             f"Redis keys without expiry: {samples[0].persistent_keys} -> {idle.persistent_keys}"
         )
     if idle.redis_keys > samples[0].redis_keys + 5:
-        problems.append(f"Redis keys left: {samples[0].redis_keys} -> {idle.redis_keys} once idle")
+        problems.append(
+            f"Redis keys left: {samples[0].redis_keys} -> {idle.redis_keys} once idle: "
+            f"{key_patterns()}"
+        )
     clients_bound = REDIS_CONNECTIONS + OTHER_REDIS_CLIENTS
     if idle.redis_clients > clients_bound:
         problems.append(f"Redis clients leaked: {idle.redis_clients} once idle > {clients_bound}")
