@@ -46,8 +46,9 @@ WARM_UP = 120.0  # seconds of traffic before the reference sample
 # every turn send (and the worker hold) a longer history than a team's chats have.
 TURNS_PER_CONVERSATION = 12
 IDLE_WAIT = 150.0  # finished replies' snapshots expire 120 s after their end
-# Redis clients beyond the worker's pool (the channel layer's, the sync client's, this
-# script's own): the pool keeps open the connections a burst opened, up to its size.
+# Redis clients beyond the worker's pool (the sync client's, this script's own; the channel
+# layer's two per connection are added where used): the pool keeps open the connections a
+# burst opened, up to its size.
 OTHER_REDIS_CLIENTS = 10
 
 
@@ -245,6 +246,8 @@ def key_patterns() -> dict[str, tuple[int, int]]:
 
 def verdict(args: argparse.Namespace, tally: Tally, samples: list[Sample]) -> list[str]:
     """What went wrong, if anything."""
+    from django.conf import settings
+
     warm = next((s for s in samples if s.at >= min(WARM_UP, args.minutes * 30)), samples[0])
     end, idle = samples[-2], samples[-1]
     bound = warm.rss_mib * (1 + args.memory_growth) + 16
@@ -264,7 +267,8 @@ def verdict(args: argparse.Namespace, tally: Tally, samples: list[Sample]) -> li
             f"Redis keys left: {samples[0].redis_keys} -> {idle.redis_keys} once idle: "
             f"{key_patterns()}"
         )
-    clients_bound = REDIS_CONNECTIONS + OTHER_REDIS_CLIENTS
+    layer_clients = 2 * settings.CHANNEL_LAYER_CONNECTIONS  # a publisher and a subscriber
+    clients_bound = REDIS_CONNECTIONS + layer_clients + OTHER_REDIS_CLIENTS
     if idle.redis_clients > clients_bound:
         problems.append(f"Redis clients leaked: {idle.redis_clients} once idle > {clients_bound}")
     return problems

@@ -6,7 +6,8 @@ Reason: a reply's update frame goes out in the same Redis script, and the same r
 that saves it to the snapshot, for all of a worker's replies at once; through `group_send`
 every reply costs one more round trip per publishing round (figures in bench/README.md).
 What it relies on: `RedisPubSubChannelLayer._get_layer()` (the running loop's layer), its
-`_shards` (one, whose `host["address"]` is the project's REDIS_URL),
+`_shards` (its connections, each of whose `host["address"]` is the project's REDIS_URL:
+Redis delivers a publish to every connection subscribed to the channel, whichever it is),
 `_get_group_channel_name(group)` (the Redis channel the group's sockets listen on), and
 that those sockets decode what the layer's `serialize()` makes.
 Fallback: `group_channel()` answers "" and the caller publishes with the layer's public
@@ -34,8 +35,8 @@ def group_channel(layer: Any, group: str) -> str:
     try:
         loop_layer = layer._get_layer()
         shards = loop_layer._shards
-        if len(shards) != 1 or shards[0].host.get("address") != settings.REDIS_URL:
-            return ""  # sharded, or on another Redis: not ours to publish to
+        if not shards or any(s.host.get("address") != settings.REDIS_URL for s in shards):
+            return ""  # on another Redis: not ours to publish to
         channel = loop_layer._get_group_channel_name(group)
     except Exception as exc:  # any surprise means: not as checked
         _not_as_checked(f"{type(exc).__name__}: {exc}")

@@ -163,10 +163,15 @@ STORAGES = {
 
 # Redis: the channel layer, login throttling, quotas, stream snapshots.
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{DATA_DIR / 'redis.sock'}"
+# The pub/sub layer sends each publish, subscribe and unsubscribe of a worker through one
+# connection per host entry, one at a time: listing the same Redis several times spreads
+# channels and groups over that many connections, so a burst of socket opens and turn
+# starts does not queue behind one (bench/README.md, "Soak").
+CHANNEL_LAYER_CONNECTIONS = int(os.environ.get("CHANNEL_LAYER_CONNECTIONS", "8"))
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {"hosts": [REDIS_URL] * max(1, CHANNEL_LAYER_CONNECTIONS)},
     }
 }
 

@@ -39,6 +39,9 @@ async def test_the_pubsub_layer_on_the_projects_redis_is_published_to_by_the_scr
 ) -> None:
     settings.LIBRARY_FALLBACKS = False
     assert channels_redis_adapter.group_channel(_our_pubsub_layer(), GROUP)
+    # Several connections to it (CHANNEL_LAYER_CONNECTIONS): the same server-wide channels.
+    several = RedisPubSubChannelLayer(hosts=[django_settings.REDIS_URL] * 8)
+    assert channels_redis_adapter.group_channel(several, GROUP)
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -57,7 +60,7 @@ async def test_other_layers_and_other_redises_get_group_send_without_a_warning(
         InMemoryChannelLayer(),
         RedisChannelLayer(hosts=[django_settings.REDIS_URL]),
         RedisPubSubChannelLayer(hosts=["redis://elsewhere.invalid:6379/0"]),
-        RedisPubSubChannelLayer(hosts=[django_settings.REDIS_URL, django_settings.REDIS_URL]),
+        RedisPubSubChannelLayer(hosts=[django_settings.REDIS_URL, "redis://elsewhere.invalid"]),
     ]
     with caplog.at_level(logging.WARNING, logger="chatsite.channels_redis_adapter"):
         channels = [channels_redis_adapter.group_channel(layer, GROUP) for layer in layers]
