@@ -12,6 +12,7 @@ conversation and read frames until the reply is complete. Reported per run:
   p50/p99 delay  from the mock writing a token to the frame that first shows it
   in order       every reply arrived whole, in order, with no token missing or repeated
   CPU/token      the Daphne worker's CPU time (user+system) / tokens relayed
+  handshake max  the slowest opening handshake of the run (Daphne gives up on one at 5 s)
 
 Runs: a bare relay (raw ASGI websocket app: httpx to websocket, one frame per token, no
 channel layer, no rendering) and the chat with each channels-redis layer at N=150; then
@@ -139,8 +140,8 @@ def set_up(data_dir: Path) -> object:
     for name, backend in LAYERS.items():
         (data_dir / f"bench_settings_{name}.py").write_text(
             "from chatsite.settings import *  # noqa\n"
-            f"CHANNEL_LAYERS = {{'default': {{'BACKEND': {backend!r}, "
-            "'CONFIG': {'hosts': [REDIS_URL]}}}\n"
+            # The product's layer settings (its connections), with this backend.
+            f"CHANNEL_LAYERS['default']['BACKEND'] = {backend!r}\n"
             # An experiment, not the product's setting: persistent database connections.
             + (
                 f"DATABASES['default']['CONN_MAX_AGE'] = {os.environ['BENCH_CONN_MAX_AGE']}\n"
@@ -207,6 +208,7 @@ class Chat:
     frames: list[tuple[float, int]] = field(default_factory=list)
     final: list[int] = field(default_factory=list)
     error: str = ""
+    handshake: float | None = None  # seconds from connecting to the socket's opening
 
 
 async def run_chat(
@@ -217,10 +219,12 @@ async def run_chat(
     origin = "http://" + url.split("://", 1)[1].split("/", 1)[0]  # the page's own origin
     headers = {"Origin": origin, "Cookie": f"sessionid={cookie}"}
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    connecting = time.monotonic()
     try:
         async with websockets.connect(
             url, additional_headers=headers, max_size=2**24, open_timeout=30
         ) as ws:
+            chat.handshake = time.monotonic() - connecting
             await ws.send(json.dumps({"action": "send", "content": chat.key, "model": MODEL}))
             seen = -1
             async with asyncio.timeout(tokens * 0.02 + 60):
@@ -305,6 +309,7 @@ def run(  # type: ignore[no-untyped-def]
             json.dumps(samples)
         )
     all_delays.sort()
+    handshakes = sorted(chat.handshake for chat in chats if chat.handshake is not None)
     p = lambda q: all_delays[min(len(all_delays) - 1, int(q * len(all_delays)))] * 1000  # noqa: E731
     relayed = tokens * len(chats)
     result = {
@@ -316,11 +321,13 @@ def run(  # type: ignore[no-untyped-def]
         "errors": errors[:3],
         "cpu_per_token_us": cpu / relayed * 1e6,
         "cpu": cpu,
+        "handshake_max": handshakes[-1] * 1000 if handshakes else float("nan"),
     }
     print(
         f"{label:>14}  N={result['n']:<4} p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms"
         f"  in order {whole}/{len(chats)}  CPU {cpu:5.2f} s = "
         f"{result['cpu_per_token_us']:5.0f} µs/token"
+        + f"  handshake max {result['handshake_max']:.0f} ms"
         + f"  (load before {load:.2f}, steal {steal:.2f} s)"
         + (f"  errors: {errors[:2]}" if errors else ""),
         flush=True,
@@ -402,7 +409,8 @@ def main() -> None:
                     subprocess.Popen(
                         [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
                          str(daphne.pid), "-o", f"{args.profile}-{name}", "-f",
-                         "raw", "-d", "10", "--nonblocking"],
+                         "raw", "-d", os.environ.get("PYSPY_SECONDS", "10"),
+                         "-r", os.environ.get("PYSPY_RATE", "100"), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )  # fmt: skip
                 results[name] = run(

@@ -28,7 +28,7 @@ from chatsite import channels_adapter
 from chatsite.websocket import CLIENT_GONE
 from conversations import fragments, recovery, runner, services, snapshots, socket_frames, stops
 from conversations.models import Conversation, Message
-from conversations.socket_sessions import Refusal, SocketSession, authorize, begin
+from conversations.socket_sessions import Refusal, SocketSession, authorize, begin, open_socket
 from llm import catalog
 from llm.tokens import estimate_prompt_tokens
 from usage.services import Refused, admit
@@ -101,7 +101,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if services.may_chat(user):
             self.session_key = getattr(self.scope.get("session"), "session_key", None) or ""
             self.auth_hash = user.get_session_auth_hash()
-        if not self.session_key or await self._conversation() is None:
+        if not self.session_key:
             await self._refuse()
             return
         self.group = runner.group(self.conversation_id)
@@ -109,13 +109,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Join first, then read the state: nothing published after the read is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(self.account_group, self.channel_name)
+        turn = await database_sync_to_async(open_socket)(user.pk, self.conversation_id)
+        if turn is None:
+            await self._leave_groups()
+            await self._refuse()
+            return
         await self.accept()
         self.answered = True
-        await self._send_latest_turn()
+        await self._send_turn(turn)
 
     async def disconnect(self, code: int) -> None:
         if self.watcher is not None:
             self.watcher.cancel()
+        await self._leave_groups()
+
+    async def _leave_groups(self) -> None:
         for name in (getattr(self, "group", None), getattr(self, "account_group", None)):
             if name:
                 try:
@@ -317,7 +325,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def _send_latest_turn(self) -> None:
-        turn = await database_sync_to_async(_latest_turn)(self.conversation_id)
+        await self._send_turn(await database_sync_to_async(_latest_turn)(self.conversation_id))
+
+    async def _send_turn(self, turn: list[Message]) -> None:
+        """The turn's messages, a streaming reply as its snapshot has it."""
         if not turn:
             return
         items = []

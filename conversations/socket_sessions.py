@@ -4,7 +4,8 @@ A socket belongs to the session it was opened with. For every frame, in the same
 call that serves it, the session must still exist and be signed in as the conversation's
 owner, the owner's password (session auth hash) must be the one the socket started with,
 and the owner must still be allowed to chat. A turn is authorized, validated and begun in
-one such call (`begin`).
+one such call (`begin`). Opening a socket takes one call too (`open_socket`): the auth
+middleware has just checked the session, so it checks ownership and reads the latest turn.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.utils.crypto import constant_time_compare
 from accounts.models import User
 from conversations import attachments, capabilities, services
 from conversations.forms import MessageForm
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 from usage import limits
 
 
@@ -54,6 +55,19 @@ def authorize(session: SocketSession, conversation_id: int) -> Conversation | No
     if conversation is None or not _session_stands(session, conversation.owner):
         return None
     return conversation
+
+
+def open_socket(user_id: int, conversation_id: int) -> list[Message] | None:
+    """The conversation's latest turn, for a socket its owner is opening; None when the
+    owner may not use the conversation.
+
+    The session is not read again: the auth middleware has just loaded the user from it,
+    with the same session auth hash test.
+    """
+    conversation = services.find_conversation_for_user(user_id, conversation_id)
+    if conversation is None:
+        return None
+    return services.latest_turn(conversation)
 
 
 def begin(

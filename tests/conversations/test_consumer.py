@@ -11,6 +11,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from accounts.models import User
+from accounts.signals import account_group
+from chatsite import channels_redis_adapter
+from chatsite.redis import get_async_redis
 from conversations import runner, services, snapshots
 from conversations.consumers import FORBIDDEN, QUIET
 from conversations.models import Conversation, Message
@@ -346,6 +349,25 @@ async def test_someone_elses_conversation_is_refused(sockets, conversation: Conv
     cookie = await database_sync_to_async(session_cookie)(other)
     socket = await sockets(conversation.pk, user_cookie=cookie)
     assert await handshake(socket) == REFUSED
+
+
+async def test_a_refused_socket_leaves_no_subscription_behind(
+    sockets, conversation: Conversation
+) -> None:
+    """The socket joins its groups before the ownership check (so that nothing published
+    after that read is missed); a refusal leaves them again."""
+    other = await database_sync_to_async(make_user)("otto")
+    cookie = await database_sync_to_async(session_cookie)(other)
+    socket = await sockets(conversation.pk, user_cookie=cookie)
+    assert await handshake(socket) == REFUSED
+    layer = get_channel_layer()
+    channels = [
+        channels_redis_adapter.group_channel(layer, name)
+        for name in (runner.group(conversation.pk), account_group(other.pk))
+    ]
+    assert all(channels)
+    subscribed = await get_async_redis().pubsub_numsub(*channels)
+    assert [count for _, count in subscribed] == [0, 0]
 
 
 async def test_anonymous_and_pending_people_are_refused(
