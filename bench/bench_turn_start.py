@@ -1,0 +1,161 @@
+"""The database work of one chat turn, alone and beside a busy event loop.
+
+Run from the repository root: `.venv/bin/python bench/bench_turn_start.py`.
+
+A chat over the websocket makes these calls on the database thread, in this order: the auth
+middleware's `get_user` (when the socket opens), `open_socket`, `begin` (the turn start),
+`finish_reply` and the meter's `record` (the turn's end). For each one this prints the SQL
+statements it runs and its CPU per call, first on an idle process, then while another
+thread of the same process runs Python without pause, as the worker's event loop does
+when it streams 150 replies: both threads then take turns at the interpreter's lock, and
+every statement (SQLite and psycopg let the lock go while the database works) waits for
+the other thread to give it back. The baseline (alone) is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import set_up_django
+
+MODEL = "llama3.2:latest"
+
+
+def world(calls: int) -> dict:
+    """A member with a session, `calls` conversations per measured round, and the calls."""
+    from django.test import Client
+    from django.utils import timezone
+
+    from accounts.models import User
+    from conversations import services
+    from conversations.models import Conversation, Message
+    from conversations.socket_sessions import SocketSession, begin, open_socket
+    from usage import rollups
+    from usage.models import Generation
+
+    user = User.objects.create_user("bench", password="x", role=User.Role.ADMIN)
+    client = Client()
+    client.force_login(user)
+    session_key = client.cookies["sessionid"].value
+    session = SocketSession(user.pk, session_key, user.get_session_auth_hash())
+    store = client.session.__class__
+    conversations = iter(
+        Conversation.objects.bulk_create(
+            Conversation(owner=user, model=MODEL, last_message_at=timezone.now())
+            for _ in range(calls * 7)
+        )
+    )
+    replies: list[Message] = []
+
+    def start() -> None:
+        turn = begin(session, next(conversations).pk, "send", {"content": "hi"}, [MODEL])
+        replies.append(turn.reply)  # type: ignore[union-attr]
+
+    def finish() -> None:
+        services.finish_reply(replies.pop(), content="tok " * 300, status="complete")
+
+    def charge() -> None:
+        rollups.record(
+            user_id=user.pk, api_key=None, door=Generation.Door.WEB, model=MODEL,
+            connection="mock", prompt_tokens=10, completion_tokens=300,
+            usage_source="upstream", status="ok", error="", started_at=timezone.now(),
+            duration_ms=6000, ttft_ms=20,
+        )  # fmt: skip
+
+    return {
+        "get_user": lambda: _get_user(store(session_key)),
+        "open_socket": lambda: open_socket(user.pk, next(conversations).pk),
+        "begin": start,
+        "finish_reply": finish,
+        "record": charge,
+    }
+
+
+def _get_user(store: object) -> object:
+    """What channels' `get_user` does on the database thread: the session, then the user."""
+    from django.contrib.auth import get_user as django_get_user
+
+    class Request:
+        session = store
+
+    return django_get_user(Request())  # type: ignore[arg-type]
+
+
+def statements(call: Callable[[], object]) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return len(captured)
+
+
+def cpu_per_call(call: Callable[[], object], calls: int) -> float:
+    began = time.thread_time()
+    for _ in range(calls):
+        call()
+    return (time.thread_time() - began) / calls
+
+
+class BusyThread:
+    """A thread that runs Python without pause, as a saturated event loop does."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+
+    def _spin(self) -> None:
+        total = 0
+        while self.running:
+            for i in range(1000):
+                total += i
+
+    def __enter__(self) -> BusyThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=150, help="calls per measurement")
+    args = parser.parse_args()
+    redis_process = set_up_django(Path(tempfile.mkdtemp(prefix="chatsite-bench-")))
+    from llm.models import Connection
+
+    Connection.objects.create(name="mock", kind="ollama", base_url="http://127.0.0.1:9")
+    try:
+        calls = world(args.calls)
+        alone = {name: cpu_per_call(call, args.calls) for name, call in calls.items()}
+        # Counted once warm: a person's first charge of the day creates its rollup rows.
+        counts = {name: statements(call) for name, call in calls.items()}
+        with BusyThread():
+            busy = {name: cpu_per_call(call, args.calls) for name, call in calls.items()}
+        print(f"{'call':>14}  statements  CPU alone  CPU beside a busy thread  ratio")
+        for name in calls:
+            print(
+                f"{name:>14}  {counts[name]:>10}  {alone[name] * 1e3:6.2f} ms"
+                f"  {busy[name] * 1e3:20.2f} ms  {busy[name] / alone[name]:5.2f}x"
+            )
+        total_alone, total_busy = sum(alone.values()), sum(busy.values())
+        print(
+            f"{'one chat':>14}  {sum(counts.values()):>10}  {total_alone * 1e3:6.2f} ms"
+            f"  {total_busy * 1e3:20.2f} ms  {total_busy / total_alone:5.2f}x"
+        )
+    finally:
+        if redis_process is not None:
+            from chatsite.embedded import stop
+
+            stop(redis_process)
+
+
+if __name__ == "__main__":
+    main()
