@@ -142,6 +142,13 @@ def set_up(data_dir: Path) -> object:
             "from chatsite.settings import *  # noqa\n"
             # The product's layer settings (its connections), with this backend.
             f"CHANNEL_LAYERS['default']['BACKEND'] = {backend!r}\n"
+            # An experiment, not the product's setting: the interpreter's thread switch
+            # interval in the worker (how soon the database thread gets the lock back).
+            + (
+                f"import sys; sys.setswitchinterval({os.environ['BENCH_SWITCH_INTERVAL']})\n"
+                if os.environ.get("BENCH_SWITCH_INTERVAL")
+                else ""
+            )
             # An experiment, not the product's setting: persistent database connections.
             + (
                 f"DATABASES['default']['CONN_MAX_AGE'] = {os.environ['BENCH_CONN_MAX_AGE']}\n"

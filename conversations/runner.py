@@ -122,8 +122,7 @@ class ReplyRunner:
         # Beating from the start: other workers take a reply without a heartbeat for dead.
         keepers.get().add(self)
         try:
-            await snapshots.start(self.reply.pk)
-            await self._publish_turn()
+            await self._start_turn()
             if self.refused is not None:
                 status, error = Message.Status.ERROR, self.refused.message
                 return
@@ -305,16 +304,21 @@ class ReplyRunner:
         """Publish the latest frame through the channel layer."""
         await self.layer.group_send(self.group, self.frame)
 
-    async def _publish_turn(self) -> None:
-        """seq 0: the user's message, the empty reply, and the sidebar entry."""
+    async def _start_turn(self) -> None:
+        """Start the snapshot and publish seq 0: the user's message, the empty reply, and
+        the sidebar entry; in one step when the snapshot script may publish (not behind the
+        channel layer's per-connection lock, which the sockets' joins wait on too)."""
         items = [fragments.message_item(self.reply, "")]
         if self.turn.user_message is not None:
             items.insert(0, fragments.message_item(self.turn.user_message))
         html = fragments.messages_frame(items, self.conversation, removed=self.turn.removed)
-        await self.layer.group_send(
-            self.group,
-            {"type": "reply.frame", "message": self.reply.pk, "seq": self.seq, "html": html},
-        )
+        self.frame = {"type": "reply.frame", "message": self.reply.pk, "seq": 0, "html": html}
+        if self.channel:
+            payload = channels_redis_adapter.payload(self.layer, self.frame)
+            await snapshots.start(self.reply.pk, self.channel, payload)
+        else:
+            await snapshots.start(self.reply.pk)
+            await self.send_frame()
 
     # -- the end ----------------------------------------------------------------------
 

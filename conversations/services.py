@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -100,11 +101,21 @@ def latest_turn(conversation: Conversation) -> list[Message]:
 
 def history_for(conversation: Conversation, before: Message) -> list[dict[str, str]]:
     """The messages the model sees for the reply `before`, system prompt first."""
+    earlier = conversation.messages.filter(pk__lt=before.pk).exclude(content="")
+    return history_of(conversation, earlier, before.model)
+
+
+def history_of(
+    conversation: Conversation, earlier: Iterable[Message], model: str
+) -> list[dict[str, str]]:
+    """What `model` is sent of the `earlier` messages, in order, system prompt first."""
     messages: list[dict[str, str]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    sees_images = capabilities.sight(before.model)  # a model that cannot gets the text only
-    for message in conversation.messages.filter(pk__lt=before.pk).exclude(content=""):
+    sees_images = capabilities.sight(model)  # a model that cannot gets the text only
+    for message in earlier:
+        if not message.content:
+            continue
         if message.role == Message.Role.ASSISTANT and message.status == Message.Status.ERROR:
             continue
         upstream: dict = message.as_upstream()
@@ -146,10 +157,21 @@ def begin_turn(
 ) -> Turn:
     """Save the user's message (claiming its pending `images`, attachment ids) and an empty
     streaming reply."""
-    _ensure_idle(conversation)
+    # One read serves the busy check and the history; one INSERT writes both messages.
+    earlier = list(conversation.messages.all())
+    if any(message.status == Message.Status.STREAMING for message in earlier):
+        raise Busy
     first = conversation.is_draft
-    user_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=content
+    user_message, reply = Message.objects.bulk_create(
+        [
+            Message(conversation=conversation, role=Message.Role.USER, content=content),
+            Message(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=model,
+            ),
+        ]
     )
     attachments.attach(user_message, images or [])
     conversation.model = model
@@ -159,8 +181,8 @@ def begin_turn(
         conversation.title = fallback_title(content)
         fields.append("title")
     conversation.save(update_fields=fields)
-    reply = _start_reply(conversation, model)
-    return Turn(conversation, user_message, reply, history_for(conversation, reply), first)
+    history = history_of(conversation, [*earlier, user_message], model)
+    return Turn(conversation, user_message, reply, history, first)
 
 
 @transaction.atomic

@@ -52,13 +52,16 @@ class Snapshot:
         return self.status == STREAMING
 
 
-async def start(reply_id: int) -> None:
-    """An empty snapshot at seq 0, and the first heartbeat."""
+async def start(reply_id: int, channel: str = "", payload: bytes = b"") -> None:
+    """An empty snapshot at seq 0, and the first heartbeat; with a pub/sub `channel`, the
+    turn's first frame (`payload`) published in the same step."""
     pipe = get_async_redis().pipeline(transaction=True)
     pipe.set(_text_key(reply_id), "", ex=TTL)
     pipe.hset(_meta_key(reply_id), mapping={"seq": 0, "status": STREAMING})
     pipe.expire(_meta_key(reply_id), TTL)
     pipe.set(_beat_key(reply_id), "1", ex=HEARTBEAT_TTL)
+    if channel:
+        pipe.publish(channel, payload)
     await pipe.execute()
 
 

@@ -229,12 +229,12 @@ def test_a_turn_starts_in_one_call_with_the_fewest_queries(
 ) -> None:  # type: ignore[no-untyped-def]
     """Ownership, the session, the model and the admission's limits are all checked in the
     one call that begins the turn: the conversation with its owner, the session, then
-    BEGIN, no reply streaming, the user's message, the conversation, the empty reply, the
-    history, COMMIT. The owner's limits were read within the second (each turn's admission
-    reads them too)."""
+    BEGIN, the conversation's messages (no reply streaming; the history), both new
+    messages in one INSERT, the conversation, COMMIT. The owner's limits were read within
+    the second (each turn's admission reads them too)."""
     session = SocketSession(member.pk, session_cookie(member), member.get_session_auth_hash())
     limits.effective_limits(member)
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(7):
         turn = begin(session, conversation.pk, "send", {"content": "hi", "model": MODEL}, [MODEL])
     assert isinstance(turn, services.Turn)
     assert turn.messages[-1] == {"role": "user", "content": "hi"}
