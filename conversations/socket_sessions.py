@@ -58,16 +58,17 @@ def authorize(session: SocketSession, conversation_id: int) -> Conversation | No
 
 
 def open_socket(user_id: int, conversation_id: int) -> list[Message] | None:
-    """The conversation's latest turn, for a socket its owner is opening; None when the
-    owner may not use the conversation.
+    """The conversation's latest turn, for a socket its owner is opening; None when it is
+    not theirs.
 
-    The session is not read again: the auth middleware has just loaded the user from it,
-    with the same session auth hash test.
+    Neither the session nor the owner is read again: the auth middleware has just loaded
+    the user from the session, with the same session auth hash test, and the consumer has
+    checked that they may chat.
     """
-    conversation = services.find_conversation_for_user(user_id, conversation_id)
-    if conversation is None:
+    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=user_id)
+    if not conversation.exists():
         return None
-    return services.latest_turn(conversation)
+    return services.latest_turn(Conversation(pk=conversation_id))
 
 
 def begin(
