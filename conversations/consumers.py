@@ -352,8 +352,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
 
 def _latest_turn(conversation_id: int) -> list[Message]:
-    conversation = Conversation.objects.get(pk=conversation_id)
-    return services.latest_turn(conversation)
+    conversation = Conversation.objects.get(pk=conversation_id)  # gone: DoesNotExist
+    return services.latest_turn(conversation.pk)
 
 
 def _is_streaming(message_id: int) -> bool:

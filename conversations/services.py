@@ -90,9 +90,9 @@ def clean_title(text: str) -> str:
     return line[:80]
 
 
-def latest_turn(conversation: Conversation) -> list[Message]:
+def latest_turn(conversation_id: int) -> list[Message]:
     """The last user message and the reply after it (what a socket re-syncs on connect)."""
-    last_two = list(conversation.messages.order_by("-pk")[:2])
+    last_two = list(Message.objects.filter(conversation_id=conversation_id).order_by("-pk")[:2])
     last_two.reverse()
     if len(last_two) == 2 and last_two[0].role != Message.Role.USER:
         return last_two[1:]

@@ -65,10 +65,9 @@ def open_socket(user_id: int, conversation_id: int) -> list[Message] | None:
     the user from the session, with the same session auth hash test, and the consumer has
     checked that they may chat.
     """
-    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=user_id)
-    if not conversation.exists():
+    if not Conversation.objects.filter(pk=conversation_id, owner_id=user_id).exists():
         return None
-    return services.latest_turn(Conversation(pk=conversation_id))
+    return services.latest_turn(conversation_id)
 
 
 def begin(
