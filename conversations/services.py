@@ -101,7 +101,7 @@ def latest_turn(conversation_id: int) -> list[Message]:
 
 def history_for(conversation: Conversation, before: Message) -> list[dict[str, str]]:
     """The messages the model sees for the reply `before`, system prompt first."""
-    earlier = conversation.messages.filter(pk__lt=before.pk).exclude(content="")
+    earlier = conversation.messages.filter(pk__lt=before.pk)
     return history_of(conversation, earlier, before.model)
 
 
@@ -137,13 +137,20 @@ class Turn:
     removed: tuple[int, ...] = ()  # messages this turn replaces: every tab drops them
 
 
-def _start_reply(conversation: Conversation, model: str) -> Message:
-    return Message.objects.create(
+def _empty_reply(conversation: Conversation, model: str) -> Message:
+    """A reply of `model` about to stream, not saved yet."""
+    return Message(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
     )
+
+
+def _start_reply(conversation: Conversation, model: str) -> Message:
+    reply = _empty_reply(conversation, model)
+    reply.save()
+    return reply
 
 
 def _ensure_idle(conversation: Conversation) -> None:
@@ -165,12 +172,7 @@ def begin_turn(
     user_message, reply = Message.objects.bulk_create(
         [
             Message(conversation=conversation, role=Message.Role.USER, content=content),
-            Message(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=model,
-            ),
+            _empty_reply(conversation, model),
         ]
     )
     attachments.attach(user_message, images or [])
