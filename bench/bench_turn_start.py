@@ -4,12 +4,15 @@ Run from the repository root: `.venv/bin/python bench/bench_turn_start.py`.
 
 A chat over the websocket makes these calls on the database thread, in this order: the auth
 middleware's `get_user` (when the socket opens), `open_socket`, `begin` (the turn start),
-`finish_reply` and the meter's `record` (the turn's end). For each one this prints the SQL
-statements it runs and its CPU per call, first on an idle process, then while another
-thread of the same process runs Python without pause, as the worker's event loop does
-when it streams 150 replies: both threads then take turns at the interpreter's lock, and
-every statement (SQLite and psycopg let the lock go while the database works) waits for
-the other thread to give it back. The baseline (alone) is measured in the same run.
+`finish_reply` and the meter's `record` (the turn's end), each as the worker makes it (old
+connections closed before and after, so the connection's health is checked again). For
+each one this prints the SQL statements it runs and its CPU per call, first on an idle
+process, then while another thread of the same process runs Python without pause, as the
+worker's event loop does when it streams 150 replies: both threads then take turns at the
+interpreter's lock, and every statement (SQLite and psycopg let the lock go while the
+database works) waits for the other thread to give it back. The wall time per call
+beside the busy thread is mostly those waits: how long the worker's one sync thread is
+taken by a chat. The baseline (alone) is measured in the same run.
 """
 
 from __future__ import annotations
@@ -96,20 +99,49 @@ def statements(call: Callable[[], object]) -> int:
     return len(captured)
 
 
-def cpu_per_call(call: Callable[[], object], calls: int) -> float:
-    began = time.thread_time()
+def as_a_hop(call: Callable[[], object]) -> Callable[[], object]:
+    """`call` as the worker makes it, through `database_sync_to_async`: old connections
+    closed before and after (which has the connection's health checked again at its first
+    query: on SQLite, `chatsite.sqlite_backend`)."""
+    from django.db import close_old_connections
+
+    def hop() -> object:
+        close_old_connections()
+        try:
+            return call()
+        finally:
+            close_old_connections()
+
+    return hop
+
+
+def per_call(call: Callable[[], object], calls: int) -> tuple[float, float]:
+    """CPU and wall time per call."""
+    cpu, wall = time.thread_time(), time.perf_counter()
     for _ in range(calls):
         call()
-    return (time.thread_time() - began) / calls
+    return (time.thread_time() - cpu) / calls, (time.perf_counter() - wall) / calls
 
 
-def best_of(rounds: int, calls: dict[str, Callable[[], object]], count: int) -> dict[str, float]:
-    """Each call's CPU per call, the lowest of `rounds` rounds (as `timeit` advises)."""
-    best: dict[str, float] = {}
+def best_of(
+    rounds: int, calls: dict[str, Callable[[], object]], count: int
+) -> dict[str, tuple[float, float]]:
+    """Each call's CPU and wall time per call, each the lowest of `rounds` rounds (as
+    `timeit` advises)."""
+    best: dict[str, tuple[float, float]] = {}
     for _ in range(rounds):
         for name, call in calls.items():
-            best[name] = min(best.get(name, float("inf")), cpu_per_call(call, count))
+            cpu, wall = per_call(call, count)
+            low_cpu, low_wall = best.get(name, (float("inf"), float("inf")))
+            best[name] = (min(low_cpu, cpu), min(low_wall, wall))
     return best
+
+
+def row(name: str, statements: int, alone: float, busy: float, wall: float) -> str:
+    return (
+        f"{name:>14}  {statements:>10}  {alone * 1e3:6.2f} ms  {busy * 1e3:20.2f} ms"
+        f"  {busy / alone:5.2f}x  {wall * 1e3:10.2f} ms"
+    )
 
 
 class BusyThread:
@@ -143,23 +175,25 @@ def main() -> None:
 
     Connection.objects.create(name="mock", kind="ollama", base_url="http://127.0.0.1:9")
     try:
-        calls = world(args.calls)
+        calls = {name: as_a_hop(call) for name, call in world(args.calls).items()}
         with quiet_collector():
             alone = best_of(ROUNDS, calls, args.calls)
             # Counted once warm: a person's first charge of the day creates its rollup rows.
             counts = {name: statements(call) for name, call in calls.items()}
             with BusyThread():
                 busy = best_of(ROUNDS, calls, args.calls)
-        print(f"{'call':>14}  statements  CPU alone  CPU beside a busy thread  ratio")
+        print(f"{'call':>14}  statements  CPU alone  CPU beside a busy thread  ratio  (wall time)")
         for name in calls:
-            print(
-                f"{name:>14}  {counts[name]:>10}  {alone[name] * 1e3:6.2f} ms"
-                f"  {busy[name] * 1e3:20.2f} ms  {busy[name] / alone[name]:5.2f}x"
-            )
-        total_alone, total_busy = sum(alone.values()), sum(busy.values())
+            print(row(name, counts[name], alone[name][0], *busy[name]))
         print(
-            f"{'one chat':>14}  {sum(counts.values()):>10}  {total_alone * 1e3:6.2f} ms"
-            f"  {total_busy * 1e3:20.2f} ms  {total_busy / total_alone:5.2f}x"
+            row(
+                "one chat",
+                sum(counts.values()),
+                *(
+                    sum(times[name][i] for name in calls)
+                    for times, i in ((alone, 0), (busy, 0), (busy, 1))
+                ),
+            )
         )
     finally:
         if redis_process is not None:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from django.db.backends.signals import connection_created
 from django.db.utils import ConnectionHandler
 
 from accounts.models import User
+from chatsite.sqlite_backend import base as sqlite_backend
 from conversations import runner, services
 from conversations.models import Conversation, Message
 from conversations.socket_sessions import SocketSession, begin
@@ -189,9 +191,11 @@ def test_a_replaced_database_file_and_a_failed_connection_are_recovered(tmp_path
     wrapper.close_if_unusable_or_obsolete()  # as at the start of every call: kept
     assert _read(wrapper) == "old" and wrapper.connection is kept
 
-    # A restore replaces the file: the next call opens the new one, not the old inode.
+    # A restore replaces the file: a call once the file is looked at again opens the new
+    # one, not the old inode.
     _make_db(tmp_path / "restored.sqlite3", "new")
     (tmp_path / "restored.sqlite3").replace(path)
+    time.sleep(sqlite_backend.FILE_CHECK_SECONDS)
     wrapper.close_if_unusable_or_obsolete()
     assert _read(wrapper) == "new" and wrapper.connection is not kept
 
@@ -201,6 +205,32 @@ def test_a_replaced_database_file_and_a_failed_connection_are_recovered(tmp_path
         _read(wrapper)
     wrapper.close_if_unusable_or_obsolete()
     assert _read(wrapper) == "new"
+    wrapper.close()
+
+
+@needs_sqlite
+def test_the_check_before_each_call_runs_no_query_but_the_one_after_an_error_does(
+    tmp_path: Path,
+) -> None:
+    """Before each call's first query the connection is only looked at (a query would give
+    the interpreter's lock away and wait for it); after a database error it must answer."""
+    path = tmp_path / "site.sqlite3"
+    _make_db(path, "v")
+    wrapper = _scratch(path)["default"]
+    _read(wrapper)
+    ran: list[str] = []
+    wrapper.connection.set_trace_callback(ran.append)
+    for _ in range(3):
+        wrapper.close_if_unusable_or_obsolete()
+        assert _read(wrapper) == "v"
+    assert ran == ["SELECT v FROM t"] * 3
+
+    ran.clear()
+    with pytest.raises(DatabaseError):
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT nothing FROM t")
+    wrapper.close_if_unusable_or_obsolete()
+    assert ran == ["SELECT 1"] and not wrapper.errors_occurred
     wrapper.close()
 
 
