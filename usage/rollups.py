@@ -1,14 +1,16 @@
 """The daily rollups: written with each ledger row, read for budgets and pages.
 
 `DailyUsage` sums the ledger per day, person, model, door and key; `DailyModelUsage` per day,
-model and door; `DailyPersonUsage` per day, person, door and key. `record()` is the one way a
-generation enters the ledger: it writes the row and adds it to each rollup in one
-transaction, so the rollups always equal the ledger summed. `rebuild()` recomputes them from
+model and door; `DailyPersonUsage` per day, person, door and key. `record()` (or, for several
+at once, `record_many()`) is the one way a generation enters the ledger: it writes the row
+and adds it to each rollup in one transaction, so the rollups always equal the ledger
+summed. `rebuild()` recomputes them from
 the ledger (as the migration that introduced them does).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import IntegrityError, connection, models, transaction
@@ -38,8 +40,32 @@ def record(**fields: object) -> Generation:
     """Write one ledger row (`Generation` fields) and count it into the rollups, atomically."""
     with transaction.atomic():
         row = Generation.objects.create(**fields)
-        add(row)
+        add([row])
     return row
+
+
+def record_many(rows: list[dict[str, object]]) -> list[Generation | Exception]:
+    """Write several ledger rows and count them into the rollups, in one transaction.
+
+    If that fails, each row is written alone, so that a bad row costs only itself: the
+    answer holds, in order, each row written or the exception that kept it out.
+    """
+    try:
+        with transaction.atomic():
+            written = Generation.objects.bulk_create(Generation(**fields) for fields in rows)
+            add(written)
+        return list(written)
+    except Exception as exc:
+        if len(rows) == 1:
+            return [exc]
+    return [_record_or_error(fields) for fields in rows]
+
+
+def _record_or_error(fields: dict[str, object]) -> Generation | Exception:
+    try:
+        return record(**fields)
+    except Exception as exc:
+        return exc
 
 
 def _amounts(row: Generation) -> dict[str, int]:
@@ -56,13 +82,18 @@ def _amounts(row: Generation) -> dict[str, int]:
     return amounts
 
 
-def add(row: Generation) -> None:
-    """Count a ledger row into its row of each rollup (call inside the row's transaction)."""
-    day = row.started_at.astimezone(UTC).date()
-    amounts = _amounts(row)
-    for rollup, fields in ROLLUPS.items():
-        identity = {"day": day, **{name: getattr(row, name) for name in fields}}
-        _count_into(rollup, identity, amounts)
+def add(rows: list[Generation]) -> None:
+    """Count ledger rows into their rows of each rollup (call inside the rows' transaction):
+    one UPDATE per rollup row they fall in, whatever their number."""
+    totals: dict[tuple[type[models.Model], tuple], Counter[str]] = {}
+    for row in rows:
+        day = row.started_at.astimezone(UTC).date()
+        amounts = _amounts(row)
+        for rollup, fields in ROLLUPS.items():
+            identity = (("day", day), *((name, getattr(row, name)) for name in fields))
+            totals.setdefault((rollup, identity), Counter()).update(amounts)
+    for (rollup, identity), amounts in totals.items():
+        _count_into(rollup, dict(identity), dict(amounts))
 
 
 def _count_into(rollup: type[models.Model], identity: dict, amounts: dict[str, int]) -> None:

@@ -6,7 +6,9 @@ checked against the person's effective limits (`usage.limits`), and a request, a
 slot and a token reservation taken, in one step. The same step checks that the limits were
 read under the current limits version, so an admin's change applies to the next admission.
 `Admission.charge()` writes the ledger row, puts the real token count in place of the
-reservation and gives the slot back; call it exactly once, in a `finally`.
+reservation and gives the slot back; call it exactly once, in a `finally`. The ledger rows of
+a worker's charges that come while one is being written go in one transaction with the next
+(`chatsite.group_commit`): under load, fewer trips to the database thread.
 
 A slot and its reservation are a lease of `USAGE_SLOT_LEASE_SECONDS` that the worker holding
 them renews while the generation runs (one round trip per event loop for all its
@@ -32,6 +34,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import F, Sum
 
+from chatsite.group_commit import GroupCommit
 from chatsite.loops import PerLoop
 from chatsite.redis import COUNT_IN_WINDOW, get_async_redis, get_async_script, get_redis
 from usage import limits, rollups
@@ -288,22 +291,23 @@ class Admission:
             return None
         self._charged = True
         prompt_tokens, completion_tokens = max(prompt_tokens, 0), max(completion_tokens, 0)
-        create = sync_to_async(rollups.record)
         try:
-            return await create(
-                user_id=self.user.pk,  # type: ignore[attr-defined]
-                api_key=self.api_key,
-                door=self.door,
-                model=model[:200],
-                connection=connection[:100],
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                usage_source=usage_source,
-                status=status,
-                error=error[:500],
-                started_at=self.started_at,
-                duration_ms=int((time.monotonic() - self._started) * 1000),
-                ttft_ms=None if ttft_ms is None else max(int(ttft_ms), 0),
+            return await ledger_writers.get().submit(
+                {
+                    "user_id": self.user.pk,  # type: ignore[attr-defined]
+                    "api_key": self.api_key,
+                    "door": self.door,
+                    "model": model[:200],
+                    "connection": connection[:100],
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "usage_source": usage_source,
+                    "status": status,
+                    "error": error[:500],
+                    "started_at": self.started_at,
+                    "duration_ms": int((time.monotonic() - self._started) * 1000),
+                    "ttft_ms": None if ttft_ms is None else max(int(ttft_ms), 0),
+                }
             )
         finally:
             if self._leases is not None:
@@ -376,6 +380,11 @@ class _Leases:
 
 # The running event loop's live admissions.
 _leases_per_loop: PerLoop[_Leases] = PerLoop(_Leases)
+
+# The running event loop's ledger writes, grouped.
+ledger_writers: PerLoop[GroupCommit[dict, Generation]] = PerLoop(
+    lambda: GroupCommit(rollups.record_many)
+)
 
 
 async def _renew(admissions: list[Admission]) -> None:
