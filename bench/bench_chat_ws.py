@@ -17,7 +17,8 @@ conversation and read frames until the reply is complete. Reported per run:
 Runs: a bare relay (raw ASGI websocket app: httpx to websocket, one frame per token, no
 channel layer, no rendering) and the chat with each channels-redis layer at N=150; then
 the chosen layer at growing N to find the largest that keeps p99 under 250 ms; then the
-memory of idle sockets.
+memory of idle sockets. Each worker first serves a few chats that are not measured (its
+warm-up).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
 }
 TOKEN = re.compile(r"tok(\d+)")
+WARM_UP = 5  # chats through each worker before it is measured (see `warm_up`)
 
 
 def reply_text(tokens: int) -> str:
@@ -271,6 +273,33 @@ def delays(chat: Chat, times: list[float]) -> list[float]:
     return result
 
 
+def socket_url(port: int, relay: bool, conversation_id: int) -> str:
+    return f"ws://127.0.0.1:{port}/" if relay else f"ws://127.0.0.1:{port}/ws/c/{conversation_id}/"
+
+
+def warm_up(port, conn, cookie, conversation_ids, relay, tokens) -> None:  # type: ignore[no-untyped-def]
+    """A few chats through a new worker before it is measured, all at once: a worker's
+    first chats pay costs it pays once (templates compiled, the model catalog discovered,
+    HTTP clients made), which are not what a run measures."""
+    chats = [Chat(key=f"warm-up-{i}") for i in range(len(conversation_ids))]
+
+    async def all_chats() -> None:
+        now = time.monotonic()
+        await asyncio.gather(
+            *(
+                run_chat(socket_url(port, relay, pk), cookie, chat, now, relay, tokens)
+                for chat, pk in zip(chats, conversation_ids, strict=True)
+            )
+        )
+
+    asyncio.run(all_chats())
+    failed = [chat.error for chat in chats if chat.error]
+    if failed:
+        raise RuntimeError(f"the warm-up failed: {failed[:2]}")
+    conn.send("dump")  # and forget its tokens
+    conn.recv()
+
+
 def run(  # type: ignore[no-untyped-def]
     label, port, pid, conn, cookie, conversation_ids, relay, tokens, spread, dump=""
 ) -> dict:
@@ -281,7 +310,7 @@ def run(  # type: ignore[no-untyped-def]
         await asyncio.gather(
             *(
                 run_chat(
-                    f"ws://127.0.0.1:{port}/" if relay else f"ws://127.0.0.1:{port}/ws/c/{pk}/",
+                    socket_url(port, relay, pk),
                     cookie,
                     chat,
                     begin + spread * i / len(chats),
@@ -399,6 +428,7 @@ def main() -> None:
                 "bench_chat_ws:relay_application", "chatsite.settings", data_dir, mock_url
             )
             try:
+                warm_up(port, parent, "", [0] * WARM_UP, True, args.tokens)
                 results["relay"] = run(
                     "bare relay", port, daphne.pid, parent, "", [0] * args.chats, True,
                     args.tokens, args.spread, args.dump,
@@ -411,7 +441,9 @@ def main() -> None:
                 "chatsite.asgi:application", f"bench_settings_{name}", data_dir, mock_url
             )
             try:
-                cookie, ids = make_rows(args.chats)
+                cookie, ids = make_rows(WARM_UP + args.chats)
+                warm_up(port, parent, cookie, ids[:WARM_UP], False, args.tokens)
+                ids = ids[WARM_UP:]
                 if args.profile:  # profile the chat worker during the run
                     subprocess.Popen(
                         [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
@@ -446,6 +478,8 @@ def main() -> None:
             "chatsite.asgi:application", f"bench_settings_{chosen}", data_dir, mock_url
         )
         try:
+            cookie, ids = make_rows(WARM_UP)
+            warm_up(port, parent, cookie, ids, False, args.tokens)
             best = args.chats if chosen in ok else 0
             for n in [int(n) for n in args.sweep.split(",") if n]:
                 cookie, ids = make_rows(n)

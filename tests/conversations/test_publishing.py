@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from channels.layers import get_channel_layer
+from django.db import connection
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from pytest_django import Settings
@@ -105,3 +106,32 @@ def test_checkpoints_save_only_replies_still_streaming(member: User) -> None:
     done.refresh_from_db()
     assert streaming.content == "so far" and streaming.checkpointed_at is not None
     assert done.content == "final" and done.checkpointed_at is None
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_saves_each_reply_its_own_text_in_one_statement_per_chunk(
+    member: User,
+) -> None:
+    """One UPDATE for many replies (not one per reply: each statement waits for the
+    interpreter's lock on a busy worker), in chunks within the parameter limit."""
+    conversation = Conversation.objects.create(owner=member, model="m")
+    replies = Message.objects.bulk_create(
+        Message(conversation=conversation, role="assistant", status="streaming", content="")
+        for _ in range(700)
+    )
+    texts = [(reply.pk, f"reply {i}: it's 'quoted' ; ünïcode") for i, reply in enumerate(replies)]
+    limit = connection.features.max_query_params or 999
+    chunks = -(-len(texts) // ((limit - 2) // 3))
+    ran: list[str] = []
+    if connection.vendor == "sqlite":  # what SQLite itself runs, executemany's rows included
+        connection.ensure_connection()
+        connection.connection.set_trace_callback(ran.append)
+    try:
+        services.checkpoint_many(texts)
+    finally:
+        if connection.vendor == "sqlite":
+            connection.connection.set_trace_callback(None)
+    saved = dict(Message.objects.filter(conversation=conversation).values_list("pk", "content"))
+    assert saved == dict(texts)
+    if connection.vendor == "sqlite":
+        assert len([sql for sql in ran if sql.startswith("UPDATE")]) == chunks
