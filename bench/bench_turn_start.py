@@ -28,10 +28,17 @@ from harness import quiet_collector, set_up_django
 
 MODEL = "llama3.2:latest"
 ROUNDS = 3
+WORKER_REPLIES = 150  # streaming replies in a worker's checkpoint
+GROUP = 10  # charges in a group commit of the ledger
 
 
-def world(calls: int) -> dict:
-    """A member with a session, `calls` conversations per measured round, and the calls."""
+Calls = dict[str, Callable[[], object]]
+
+
+def world(calls: int) -> tuple[Calls, Calls]:
+    """A member with a session, `calls` conversations per measured round; a chat's calls,
+    and the worker's own: a checkpoint of WORKER_REPLIES streaming replies (once a second),
+    and GROUP charges written one by one or grouped."""
     from django.test import Client
     from django.utils import timezone
 
@@ -71,13 +78,37 @@ def world(calls: int) -> dict:
             duration_ms=6000, ttft_ms=20,
         )  # fmt: skip
 
-    return {
+    streaming = Message.objects.bulk_create(
+        Message(conversation=c, role="assistant", status="streaming", content="", model=MODEL)
+        for c in Conversation.objects.bulk_create(
+            Conversation(owner=user, model=MODEL) for _ in range(WORKER_REPLIES)
+        )
+    )
+    texts = [(reply.pk, "tok " * 200) for reply in streaming]
+
+    def charge_fields() -> dict:
+        return {
+            "user_id": user.pk, "door": Generation.Door.WEB, "model": MODEL,
+            "connection": "mock", "prompt_tokens": 10, "completion_tokens": 300,
+            "usage_source": "upstream", "status": "ok", "started_at": timezone.now(),
+            "duration_ms": 6000, "ttft_ms": 20,
+        }  # fmt: skip
+
+    worker_calls: Calls = {
+        f"checkpoint of {WORKER_REPLIES}": lambda: services.checkpoint_many(texts),
+        f"{GROUP} charges alone": lambda: [rollups.record(**charge_fields()) for _ in range(GROUP)],
+        f"{GROUP} charges grouped": lambda: rollups.record_many(
+            [charge_fields() for _ in range(GROUP)]
+        ),
+    }
+    chat_calls: Calls = {
         "get_user": lambda: _get_user(store(session_key)),
         "open_socket": lambda: open_socket(user.pk, next(conversations).pk),
         "begin": start,
         "finish_reply": finish,
         "record": charge,
     }
+    return chat_calls, worker_calls
 
 
 def _get_user(store: object) -> object:
@@ -139,7 +170,7 @@ def best_of(
 
 def row(name: str, statements: int, alone: float, busy: float, wall: float) -> str:
     return (
-        f"{name:>14}  {statements:>10}  {alone * 1e3:6.2f} ms  {busy * 1e3:20.2f} ms"
+        f"{name:>20}  {statements:>10}  {alone * 1e3:6.2f} ms  {busy * 1e3:20.2f} ms"
         f"  {busy / alone:5.2f}x  {wall * 1e3:10.2f} ms"
     )
 
@@ -175,14 +206,15 @@ def main() -> None:
 
     Connection.objects.create(name="mock", kind="ollama", base_url="http://127.0.0.1:9")
     try:
-        calls = {name: as_a_hop(call) for name, call in world(args.calls).items()}
+        chat_calls, worker_calls = world(args.calls)
+        calls = {name: as_a_hop(call) for name, call in chat_calls.items()}
         with quiet_collector():
             alone = best_of(ROUNDS, calls, args.calls)
             # Counted once warm: a person's first charge of the day creates its rollup rows.
             counts = {name: statements(call) for name, call in calls.items()}
             with BusyThread():
                 busy = best_of(ROUNDS, calls, args.calls)
-        print(f"{'call':>14}  statements  CPU alone  CPU beside a busy thread  ratio  (wall time)")
+        print(f"{'call':>20}  statements  CPU alone  CPU beside a busy thread  ratio  (wall time)")
         for name in calls:
             print(row(name, counts[name], alone[name][0], *busy[name]))
         print(
@@ -195,6 +227,15 @@ def main() -> None:
                 ),
             )
         )
+        worker = {name: as_a_hop(call) for name, call in worker_calls.items()}
+        with quiet_collector():
+            alone = best_of(ROUNDS, worker, 10)
+            counts = {name: statements(call) for name, call in worker.items()}
+            with BusyThread():
+                busy = best_of(ROUNDS, worker, 10)
+        print()
+        for name in worker:
+            print(row(name, counts[name], alone[name][0], *busy[name]))
     finally:
         if redis_process is not None:
             from chatsite.embedded import stop
