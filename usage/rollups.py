@@ -4,8 +4,8 @@
 model and door; `DailyPersonUsage` per day, person, door and key. `record()` (or, for several
 at once, `record_many()`) is the one way a generation enters the ledger: it writes the row
 and adds it to each rollup in one transaction, so the rollups always equal the ledger
-summed. `rebuild()` recomputes them from
-the ledger (as the migration that introduced them does).
+summed. `rebuild()` recomputes them from the ledger (as the migration that introduced them
+does).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ FILE_CHECK_SECONDS = 1.0
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    """The SQLite backend whose health check queries the connection and its file."""
+    """The SQLite backend whose health check looks at the connection and its file."""
 
     opened_file: tuple[int, int] | None = None
     file_checked_at = 0.0  # time.monotonic() of the last look at the file
