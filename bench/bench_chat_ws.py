@@ -371,6 +371,23 @@ def run(  # type: ignore[no-untyped-def]
     return result
 
 
+# Issue 16's goals for the chat beside the bare relay, in the same run.
+CPU_GOAL = 1.3  # CPU per token at most this many times the relay's
+P99_GOAL = (1.5, 50.0)  # p99 delay at most this many times the relay's, plus this many ms
+
+
+def against_the_relay(name: str, chat: dict, relay: dict) -> str:
+    """The chat's CPU per token and p99 delay against the relay's, and whether each meets
+    its goal."""
+    cpu = chat["cpu_per_token_us"] / relay["cpu_per_token_us"]
+    p99_limit = P99_GOAL[0] * relay["p99"] + P99_GOAL[1]
+    return (
+        f"{name}: CPU/token {cpu:.2f}x the bare relay (goal <= {CPU_GOAL}: "
+        f"{'met' if cpu <= CPU_GOAL else 'not met'}); p99 {chat['p99']:.0f} ms "
+        f"(goal <= {p99_limit:.0f} ms: {'met' if chat['p99'] <= p99_limit else 'not met'})"
+    )
+
+
 def idle_memory(port: int, pid: int, cookie: str, conversation_ids: list[int]) -> float:
     import websockets
 
@@ -465,12 +482,8 @@ def main() -> None:
         ]  # fmt: skip
         chosen = min(ok or layers, key=lambda name: results[name]["cpu_per_token_us"])
         if "relay" in results:
-            relay_cpu = results["relay"]["cpu_per_token_us"]
             for name in layers:
-                print(
-                    f"{name}: CPU/token {results[name]['cpu_per_token_us'] / relay_cpu:.2f}x "
-                    "the bare relay (goal <= 2)"
-                )
+                print(against_the_relay(name, results[name], results["relay"]))
         print(f"chosen layer: {chosen}")
         if not args.sweep and not args.idle:
             return
