@@ -431,13 +431,17 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
     parent, child = multiprocessing.Pipe()
-    mock = multiprocessing.Process(target=_mock_process, args=(child, args.tokens, 0.02))
+    mock = multiprocessing.Process(
+        target=_mock_process, args=(child, args.tokens, 0.02), daemon=True
+    )  # ends with the benchmark, even one that fails
     mock.start()
     mock_url = parent.recv()
     redis_process = set_up(data_dir)
     from llm.models import Connection
 
-    Connection.objects.create(name="mock", kind="ollama", base_url=mock_url)
+    Connection.objects.update_or_create(
+        name="mock", defaults={"kind": "ollama", "base_url": mock_url}
+    )
     results = {}
     try:
         if not args.no_relay:

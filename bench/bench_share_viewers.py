@@ -252,7 +252,9 @@ def main() -> None:
     redis_process = set_up(data_dir)
     from llm.models import Connection
 
-    Connection.objects.create(name="mock", kind="ollama", base_url=mock_url)
+    Connection.objects.update_or_create(
+        name="mock", defaults={"kind": "ollama", "base_url": mock_url}
+    )
     daphne, port = start_worker(
         "chatsite.asgi:application", "bench_settings_pubsub", data_dir, mock_url
     )
