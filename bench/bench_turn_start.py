@@ -168,6 +168,19 @@ def best_of(
     return best
 
 
+def measure(calls: Calls, count: int) -> tuple[dict, dict, dict]:
+    """Each call made as a hop: its statements, then its CPU and wall time alone and
+    beside a busy thread (`best_of` `count` calls)."""
+    hops = {name: as_a_hop(call) for name, call in calls.items()}
+    with quiet_collector():
+        alone = best_of(ROUNDS, hops, count)
+        # Counted once warm: a person's first charge of the day creates its rollup rows.
+        counts = {name: statements(call) for name, call in hops.items()}
+        with BusyThread():
+            busy = best_of(ROUNDS, hops, count)
+    return counts, alone, busy
+
+
 def row(name: str, statements: int, alone: float, busy: float, wall: float) -> str:
     return (
         f"{name:>20}  {statements:>10}  {alone * 1e3:6.2f} ms  {busy * 1e3:20.2f} ms"
@@ -207,34 +220,23 @@ def main() -> None:
     Connection.objects.create(name="mock", kind="ollama", base_url="http://127.0.0.1:9")
     try:
         chat_calls, worker_calls = world(args.calls)
-        calls = {name: as_a_hop(call) for name, call in chat_calls.items()}
-        with quiet_collector():
-            alone = best_of(ROUNDS, calls, args.calls)
-            # Counted once warm: a person's first charge of the day creates its rollup rows.
-            counts = {name: statements(call) for name, call in calls.items()}
-            with BusyThread():
-                busy = best_of(ROUNDS, calls, args.calls)
+        counts, alone, busy = measure(chat_calls, args.calls)
         print(f"{'call':>20}  statements  CPU alone  CPU beside a busy thread  ratio  (wall time)")
-        for name in calls:
+        for name in chat_calls:
             print(row(name, counts[name], alone[name][0], *busy[name]))
         print(
             row(
                 "one chat",
                 sum(counts.values()),
                 *(
-                    sum(times[name][i] for name in calls)
+                    sum(times[name][i] for name in chat_calls)
                     for times, i in ((alone, 0), (busy, 0), (busy, 1))
                 ),
             )
         )
-        worker = {name: as_a_hop(call) for name, call in worker_calls.items()}
-        with quiet_collector():
-            alone = best_of(ROUNDS, worker, 10)
-            counts = {name: statements(call) for name, call in worker.items()}
-            with BusyThread():
-                busy = best_of(ROUNDS, worker, 10)
+        counts, alone, busy = measure(worker_calls, 10)
         print()
-        for name in worker:
+        for name in worker_calls:
             print(row(name, counts[name], alone[name][0], *busy[name]))
     finally:
         if redis_process is not None:
