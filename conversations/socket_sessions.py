@@ -11,7 +11,6 @@ middleware has just checked the session, so it checks ownership and reads the la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from importlib import import_module
 
 from django.conf import settings
@@ -114,8 +113,9 @@ def _session_stands(session: SocketSession, owner: User) -> bool:
     )
 
 
-@cache
 def _session_store() -> type[SessionBase]:
+    """The SessionStore of SESSION_ENGINE (imported once by Python; looked up each time, so
+    that a changed setting applies)."""
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 

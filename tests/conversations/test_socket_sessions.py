@@ -8,15 +8,19 @@ account's group), and any frame of a session that no longer stands is refused, a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.hashers import make_password
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import User
 from conversations.models import Conversation
+from conversations.socket_sessions import SocketSession, authorize
 from tests import live
 from tests.conftest import PASSWORD, make_user
 from tests.conversations.conftest import MODEL, session_cookie
@@ -24,6 +28,8 @@ from tests.faults.harness import chat_socket, session_for, tracebacks
 from tests.mock_upstream import MockUpstream
 
 CLOSED = {"type": "websocket.close", "code": 4403}
+DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
+CACHED_DB_SESSIONS = "django.contrib.sessions.backends.cached_db"
 
 
 def signed_in(user: User) -> Client:
@@ -159,3 +165,81 @@ def test_on_a_real_server_signing_out_closes_the_socket_with_4403(
         with pytest.raises(TimeoutError):
             page.socket.recv(timeout=0.5)
     assert tracebacks(worker) == []
+
+
+# -- authorize(), called for every frame: who may and who may not ------------------------
+
+
+def socket_session(client: Client, user: User) -> SocketSession:
+    return SocketSession(user.pk, client.session.session_key, user.get_session_auth_hash())
+
+
+@pytest.fixture
+def owner_client(member: User) -> Client:
+    return signed_in(member)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("engine", [DATABASE_SESSIONS, CACHED_DB_SESSIONS])
+class TestAuthorize:
+    """The verdicts with Django's database sessions and with its cached ones (where a
+    session can outlive its row in the cache: each test clears it, as expiry would)."""
+
+    def test_a_standing_session_of_the_owner_may(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        assert authorize(socket_session(signed_in(member), member), conversation.pk) == conversation
+
+    def test_an_expired_session_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        session = socket_session(signed_in(member), member)
+        Session.objects.filter(session_key=session.session_key).update(
+            expire_date=timezone.now() - timedelta(seconds=1)
+        )
+        cache.clear()  # the cached_db engine's copy would outlive the row's expiry
+        assert authorize(session, conversation.pk) is None
+
+    def test_a_deleted_session_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        client = signed_in(member)
+        session = socket_session(client, member)
+        client.session.delete()
+        assert authorize(session, conversation.pk) is None
+
+    def test_a_session_of_someone_else_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        other = make_user("other-person")
+        theirs = signed_in(other).session.session_key
+        session = SocketSession(member.pk, theirs, member.get_session_auth_hash())
+        assert authorize(session, conversation.pk) is None
+
+    def test_an_old_password_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        session = socket_session(signed_in(member), member)
+        User.objects.filter(pk=member.pk).update(password=make_password("another one"))
+        assert authorize(session, conversation.pk) is None
+
+    def test_a_conversation_of_someone_else_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        other = make_user("other-person")
+        assert authorize(socket_session(signed_in(other), other), conversation.pk) is None
+
+    def test_a_session_whose_data_is_corrupt_may_not(
+        self, engine: str, conversation: Conversation, member: User, settings
+    ) -> None:
+        settings.SESSION_ENGINE = engine
+        session = socket_session(signed_in(member), member)
+        Session.objects.filter(session_key=session.session_key).update(session_data="junk")
+        cache.clear()
+        assert authorize(session, conversation.pk) is None
