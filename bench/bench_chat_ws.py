@@ -13,6 +13,8 @@ conversation and read frames until the reply is complete. Reported per run:
   in order       every reply arrived whole, in order, with no token missing or repeated
   CPU/token      the Daphne worker's CPU time (user+system) / tokens relayed
   handshake max  the slowest opening handshake of the run (Daphne gives up on one at 5 s)
+  threads        the worker's event loop and its other threads (the database thread) as
+                 shares of one core, in the busiest second while the chats start and after
 
 Runs: a bare relay (raw ASGI websocket app: httpx to websocket, one frame per token, no
 channel layer, no rendering) and the chat with each channels-redis layer at N=150; then
@@ -32,6 +34,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +184,78 @@ def steal_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
+def thread_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of the worker's event loop (its main thread) and of all its other
+    threads (the database thread, mostly)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    loop = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that just ended
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if task.name == str(pid):
+            loop += seconds
+        else:
+            others += seconds
+    return loop, others
+
+
+class ThreadShares:
+    """The worker's event loop and other threads, as shares of one core, sampled every
+    quarter second; reported for the busiest second that starts in the first `window`
+    seconds (while the chats start) and for the rest of the run.
+
+    The two share one interpreter lock: where they add up to about 100 %, the database
+    thread's time is taken from the event loop."""
+
+    STEP = 0.25
+
+    def __init__(self, pid: int, window: float) -> None:
+        self.pid, self.window = pid, window
+        self.samples: list[tuple[float, float, float]] = []  # (elapsed, loop, others)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ThreadShares:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _sample(self) -> None:
+        began = time.monotonic()
+        last = thread_seconds(self.pid)
+        while not self.done.wait(self.STEP):
+            now = thread_seconds(self.pid)
+            self.samples.append((time.monotonic() - began, now[0] - last[0], now[1] - last[1]))
+            last = now
+
+    def summary(self) -> str:
+        """The busiest second while the chats start, and the mean after it."""
+        per_second = round(1 / self.STEP)
+        seconds = [
+            self.samples[i : i + per_second]
+            for i in range(len(self.samples) - per_second + 1)
+            if self.samples[i][0] <= self.window
+        ]
+        if not seconds:
+            return "-"
+        busiest = max(seconds, key=lambda rows: sum(r[1] + r[2] for r in rows))
+        after = [r for r in self.samples if r[0] > busiest[-1][0] and r[1] + r[2] > 0]
+        return f"busiest second while starting: {_shares(busiest, self.STEP)}; after: " + (
+            _shares(after, self.STEP) if after else "-"
+        )
+
+
+def _shares(rows: list[tuple[float, float, float]], step: float) -> str:
+    loop, others = (sum(r[i] for r in rows) / (len(rows) * step) * 100 for i in (1, 2))
+    return f"event loop {loop:.0f} % + other threads {others:.0f} % of a core"
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -323,7 +398,7 @@ def run(  # type: ignore[no-untyped-def]
 
     load = os.getloadavg()[0]  # other work on the machine skews every figure: show it
     cpu_before, steal_before = cpu_seconds(pid), steal_seconds()
-    with quiet_collector():
+    with quiet_collector(), ThreadShares(pid, 0.5 + spread + 1.0) as threads:
         asyncio.run(all_chats())
     cpu = cpu_seconds(pid) - cpu_before
     steal = steal_seconds() - steal_before
@@ -368,6 +443,7 @@ def run(  # type: ignore[no-untyped-def]
         + (f"  errors: {errors[:2]}" if errors else ""),
         flush=True,
     )
+    print(f"{'':>14}  threads {threads.summary()}", flush=True)
     return result
 
 
