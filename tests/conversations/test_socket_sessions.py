@@ -174,27 +174,21 @@ def socket_session(client: Client, user: User) -> SocketSession:
     return SocketSession(user.pk, client.session.session_key, user.get_session_auth_hash())
 
 
-@pytest.fixture
-def owner_client(member: User) -> Client:
-    return signed_in(member)
-
-
 @pytest.mark.django_db
-@pytest.mark.parametrize("engine", [DATABASE_SESSIONS, CACHED_DB_SESSIONS])
 class TestAuthorize:
     """The verdicts with Django's database sessions and with its cached ones (where a
     session can outlive its row in the cache: each test clears it, as expiry would)."""
 
+    @pytest.fixture(autouse=True, params=[DATABASE_SESSIONS, CACHED_DB_SESSIONS])
+    def engine(self, request: pytest.FixtureRequest, settings) -> None:  # type: ignore[no-untyped-def]
+        settings.SESSION_ENGINE = request.param
+
     def test_a_standing_session_of_the_owner_may(
-        self, engine: str, conversation: Conversation, member: User, settings
+        self, conversation: Conversation, member: User
     ) -> None:
-        settings.SESSION_ENGINE = engine
         assert authorize(socket_session(signed_in(member), member), conversation.pk) == conversation
 
-    def test_an_expired_session_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
-    ) -> None:
-        settings.SESSION_ENGINE = engine
+    def test_an_expired_session_may_not(self, conversation: Conversation, member: User) -> None:
         session = socket_session(signed_in(member), member)
         Session.objects.filter(session_key=session.session_key).update(
             expire_date=timezone.now() - timedelta(seconds=1)
@@ -202,43 +196,34 @@ class TestAuthorize:
         cache.clear()  # the cached_db engine's copy would outlive the row's expiry
         assert authorize(session, conversation.pk) is None
 
-    def test_a_deleted_session_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
-    ) -> None:
-        settings.SESSION_ENGINE = engine
+    def test_a_deleted_session_may_not(self, conversation: Conversation, member: User) -> None:
         client = signed_in(member)
         session = socket_session(client, member)
         client.session.delete()
         assert authorize(session, conversation.pk) is None
 
     def test_a_session_of_someone_else_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
+        self, conversation: Conversation, member: User
     ) -> None:
-        settings.SESSION_ENGINE = engine
         other = make_user("other-person")
         theirs = signed_in(other).session.session_key
         session = SocketSession(member.pk, theirs, member.get_session_auth_hash())
         assert authorize(session, conversation.pk) is None
 
-    def test_an_old_password_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
-    ) -> None:
-        settings.SESSION_ENGINE = engine
+    def test_an_old_password_may_not(self, conversation: Conversation, member: User) -> None:
         session = socket_session(signed_in(member), member)
         User.objects.filter(pk=member.pk).update(password=make_password("another one"))
         assert authorize(session, conversation.pk) is None
 
     def test_a_conversation_of_someone_else_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
+        self, conversation: Conversation, member: User
     ) -> None:
-        settings.SESSION_ENGINE = engine
         other = make_user("other-person")
         assert authorize(socket_session(signed_in(other), other), conversation.pk) is None
 
     def test_a_session_whose_data_is_corrupt_may_not(
-        self, engine: str, conversation: Conversation, member: User, settings
+        self, conversation: Conversation, member: User
     ) -> None:
-        settings.SESSION_ENGINE = engine
         session = socket_session(signed_in(member), member)
         Session.objects.filter(session_key=session.session_key).update(session_data="junk")
         cache.clear()
