@@ -1,11 +1,16 @@
 """The worker's publisher: one task per worker that sends the updates of all its replies.
 
-Each round takes every runner with new text, renders each one's update, and writes all
-their snapshots and frames to Redis in one round trip (the frame goes out in the snapshot
-script when `chatsite.channels_redis_adapter` allows it, else through `group_send` after
-the write). Tokens that arrive while a round is in flight wait for the next one, and the
-pause between rounds grows with the event loop's lag (see `next_interval`), so a busy
-worker sends larger, rarer updates instead of queueing.
+Each reply belongs to one of COHORTS cohorts, dealt out in turn as replies start. Every
+interval / COHORTS seconds a round takes the runners of the next cohort that have new
+text (and any reply's first update, so that it shows at once), renders each one's update,
+and writes their snapshots and frames to Redis in one round trip (the frame goes out in
+the snapshot script when `chatsite.channels_redis_adapter` allows it, else through
+`group_send` after the write). So each reply is published once an interval, and the
+worker's rendering and the sockets' frames come in small, even rounds rather than one
+burst per interval that every token behind it waits for. Tokens that arrive while their
+cohort's round is in flight wait for its next one, and the interval grows with the event
+loop's lag (see `next_interval`), so a busy worker sends larger, rarer updates instead of
+queueing.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Pause between publishing rounds: BATCH_INTERVAL on an idle worker, growing by LAG_GAIN
-# seconds per second of event-loop lag up to MAX_BATCH_INTERVAL, so that at most
+# Time between two updates of one reply: BATCH_INTERVAL on an idle worker, growing by
+# LAG_GAIN seconds per second of event-loop lag up to MAX_BATCH_INTERVAL, so that at most
 # MAX_BATCH_INTERVAL (plus a round trip) separates a token from the frame that carries it.
 BATCH_INTERVAL = 0.05
 MAX_BATCH_INTERVAL = 0.15
 LAG_GAIN = 4.0
+# Rounds per interval, each for its own share of the replies.
+COHORTS = 5
 # A publisher with nothing to send for this long ends its task (the next update starts one).
 IDLE_SECONDS = 30
 
@@ -47,10 +54,14 @@ def next_interval(current: float, lag: float) -> float:
 
 
 class Publisher:
-    """Publishes the updates of all of one event loop's runners, round after round."""
+    """Publishes the updates of all of one event loop's runners, a cohort per round."""
 
     def __init__(self) -> None:
         self.dirty: dict[ReplyRunner, None] = {}  # an ordered set
+        self.cohorts: dict[ReplyRunner, int] = {}
+        self.next_cohort = 0  # dealt in turn to runners as they first have text
+        self.fresh: set[ReplyRunner] = set()  # runners with no update sent yet
+        self.turn = 0  # the cohort of the latest round
         self.in_flight: frozenset[ReplyRunner] = frozenset()
         self.round_done: asyncio.Future[None] | None = None
         self.wake = asyncio.Event()
@@ -58,8 +69,12 @@ class Publisher:
         self.task: asyncio.Task[None] | None = None
 
     def mark(self, runner: ReplyRunner) -> None:
-        """`runner` has new text for the next round."""
+        """`runner` has new text for its cohort's next round."""
         self.dirty[runner] = None
+        if runner not in self.cohorts:
+            self.cohorts[runner] = self.next_cohort
+            self.next_cohort = (self.next_cohort + 1) % COHORTS
+            self.fresh.add(runner)
         self.wake.set()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
@@ -67,6 +82,8 @@ class Publisher:
     async def settle(self, runner: ReplyRunner) -> None:
         """Take `runner` out, once a round that carries its update is over."""
         self.dirty.pop(runner, None)
+        self.cohorts.pop(runner, None)
+        self.fresh.discard(runner)
         while runner in self.in_flight and self.round_done is not None:
             await asyncio.shield(self.round_done)
 
@@ -76,8 +93,15 @@ class Publisher:
             if not self.dirty and not await self._wait_for_work():
                 return  # idle: mark() starts a new task
             began = loop.time()
-            await self._round()
-            pause = max(0.0, self.interval - (loop.time() - began))
+            self.turn = (self.turn + 1) % COHORTS
+            due = [
+                runner
+                for runner in self.dirty
+                if self.cohorts[runner] == self.turn or runner in self.fresh
+            ]
+            if due:
+                await self._round(due)
+            pause = max(0.0, self.interval / COHORTS - (loop.time() - began))
             slept = loop.time()
             await asyncio.sleep(pause)
             # How much later than asked the loop woke us: its lag.
@@ -93,9 +117,10 @@ class Publisher:
             return bool(self.dirty)
         return True
 
-    async def _round(self) -> None:
-        runners = list(self.dirty)
-        self.dirty.clear()
+    async def _round(self, runners: list[ReplyRunner]) -> None:
+        for runner in runners:
+            del self.dirty[runner]
+            self.fresh.discard(runner)
         self.in_flight = frozenset(runners)
         self.round_done = asyncio.get_running_loop().create_future()
         try:

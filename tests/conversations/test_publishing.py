@@ -15,7 +15,13 @@ from accounts.models import User
 from chatsite import channels_redis_adapter
 from conversations import fragments, runner, services, snapshots
 from conversations.models import Conversation, Message
-from conversations.publisher import BATCH_INTERVAL, MAX_BATCH_INTERVAL, next_interval
+from conversations.publisher import (
+    BATCH_INTERVAL,
+    COHORTS,
+    MAX_BATCH_INTERVAL,
+    Publisher,
+    next_interval,
+)
 
 
 def test_an_idle_worker_publishes_at_the_base_interval() -> None:
@@ -40,6 +46,49 @@ def test_the_interval_comes_back_gradually_when_the_lag_is_gone() -> None:
     assert steps[-1] == pytest.approx(BATCH_INTERVAL, abs=1e-3)
     assert min(steps) >= BATCH_INTERVAL
     assert next_interval(0.0, -1.0) == BATCH_INTERVAL  # clock noise
+
+
+class Streaming:
+    """Stands in for a runner with text for every round: records the rounds that take it
+    (by the publisher's turn) and has nothing to write."""
+
+    def __init__(self, publisher: Publisher, taken: list[tuple[int, Streaming]]) -> None:
+        self.publisher, self.taken = publisher, taken
+
+    def take_update(self) -> None:
+        self.taken.append((self.publisher.turn, self))
+
+
+async def test_each_round_publishes_one_cohort_and_a_first_update_at_once() -> None:
+    publisher = Publisher()
+    taken: list[tuple[int, Streaming]] = []
+    runners = [Streaming(publisher, taken) for _ in range(2 * COHORTS)]
+    for stand_in in runners:
+        publisher.mark(stand_in)  # type: ignore[arg-type]
+    first_round = publisher.turn + 1
+    async with asyncio.timeout(5):
+        while len(taken) < 6 * len(runners):
+            await asyncio.sleep(BATCH_INTERVAL / COHORTS / 2)
+            for stand_in in runners:
+                publisher.mark(stand_in)  # type: ignore[arg-type]
+    for stand_in in runners:
+        await publisher.settle(stand_in)  # type: ignore[arg-type]
+    # Every reply's first update went out in the first round, whatever its cohort.
+    assert [turn for turn, _ in taken[: len(runners)]] == [first_round] * len(runners)
+    later = taken[len(runners) :]
+    # After that, each reply is taken only in its own cohort's rounds, the cohorts even.
+    turns_of = {one: {turn for turn, r in later if r is one} for one in runners}
+    assert all(len(turns) == 1 for turns in turns_of.values()), turns_of
+    sizes = [sum(1 for t in turns_of.values() if t == {cohort}) for cohort in range(COHORTS)]
+    assert sizes == [2] * COHORTS
+    # A round takes one cohort: its replies, each once.
+    rounds: list[list[Streaming]] = []
+    for turn, one in later:
+        if not rounds or turns_of[rounds[-1][0]] != {turn} or one in rounds[-1]:
+            rounds.append([])
+        rounds[-1].append(one)
+    assert all(len(r) == 2 for r in rounds[:-1])
+    assert not publisher.dirty and not publisher.cohorts and not publisher.fresh
 
 
 @pytest.mark.parametrize("appended", ["", "<p>done &amp; dusted</p>\n"])
