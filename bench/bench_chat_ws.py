@@ -9,7 +9,9 @@ REDIS_URL is set), starts the mock upstream in its own process (tokens 20 ms apa
 configuration. N clients (spread over the first 2 s) each send a message on their own
 conversation and read frames until the reply is complete. Reported per run:
 
-  p50/p99 delay  from the mock writing a token to the frame that first shows it
+  p50/p99 delay  from the mock writing a token to the frame that first shows it; also
+                 split: tokens written while chats were still starting (before the last
+                 chat's first token) and after
   in order       every reply arrived whole, in order, with no token missing or repeated
   CPU/token      the Daphne worker's CPU time (user+system) / tokens relayed
   handshake max  the slowest opening handshake of the run (Daphne gives up on one at 5 s)
@@ -348,6 +350,24 @@ def delays(chat: Chat, times: list[float]) -> list[float]:
     return result
 
 
+def quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted delays in seconds, in ms (nan when there are none)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def split_at_last_start(
+    samples: list[tuple[float, int, float]], written: dict[str, list[float]]
+) -> tuple[list[float], list[float]]:
+    """The delays (sorted) of tokens the mock wrote before the last chat's first token, while
+    chats were still starting, and of those after."""
+    firsts = [times[0] for times in written.values() if times]
+    cut = max(firsts) if firsts else float("inf")
+    starting = sorted(d for t, _, d in samples if t < cut)
+    return starting, sorted(d for t, _, d in samples if t >= cut)
+
+
 def socket_url(port: int, relay: bool, conversation_id: int) -> str:
     return f"ws://127.0.0.1:{port}/" if relay else f"ws://127.0.0.1:{port}/ws/c/{conversation_id}/"
 
@@ -420,14 +440,14 @@ def run(  # type: ignore[no-untyped-def]
             json.dumps(samples)
         )
     all_delays.sort()
+    starting, streaming = split_at_last_start(samples, written)
     handshakes = sorted(chat.handshake for chat in chats if chat.handshake is not None)
-    p = lambda q: all_delays[min(len(all_delays) - 1, int(q * len(all_delays)))] * 1000  # noqa: E731
     relayed = tokens * len(chats)
     result = {
         "label": label,
         "n": len(chats),
-        "p50": p(0.50) if all_delays else float("nan"),
-        "p99": p(0.99) if all_delays else float("nan"),
+        "p50": quantile(all_delays, 0.5),
+        "p99": quantile(all_delays, 0.99),
         "whole": whole,
         "errors": errors[:3],
         "cpu_per_token_us": cpu / relayed * 1e6,
@@ -441,6 +461,12 @@ def run(  # type: ignore[no-untyped-def]
         + f"  handshake max {result['handshake_max']:.0f} ms"
         + f"  (load before {load:.2f}, steal {steal:.2f} s)"
         + (f"  errors: {errors[:2]}" if errors else ""),
+        flush=True,
+    )
+    print(
+        f"{'':>14}  delay while the chats start p50/p99 {quantile(starting, 0.5):.0f}"
+        f"/{quantile(starting, 0.99):.0f} ms ({len(starting)} tokens), after"
+        f" {quantile(streaming, 0.5):.0f}/{quantile(streaming, 0.99):.0f} ms",
         flush=True,
     )
     print(f"{'':>14}  threads {threads.summary()}", flush=True)
