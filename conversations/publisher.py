@@ -40,12 +40,13 @@ IDLE_SECONDS = 30
 
 
 def next_interval(current: float, lag: float) -> float:
-    """The pause before the next publishing round, given how late the last one woke up.
+    """The interval between a reply's updates, given how late the loop woke the publisher
+    for its last round.
 
     Event-loop lag is the sign of a busy worker: each second of it adds LAG_GAIN seconds
-    to the pause (so rounds get rarer and carry more tokens each, which costs less CPU per
-    token), between BATCH_INTERVAL and MAX_BATCH_INTERVAL. It rises at once and falls
-    back gradually, so one quiet round does not undo it.
+    to the interval (so updates get rarer and carry more tokens each, which costs less CPU
+    per token), between BATCH_INTERVAL and MAX_BATCH_INTERVAL. It rises at once and falls
+    back a quarter of the way each round, so one quiet round does not undo it.
     """
     target = BATCH_INTERVAL + LAG_GAIN * max(0.0, lag)
     if target < current:
