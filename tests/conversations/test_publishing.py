@@ -73,6 +73,8 @@ async def test_each_round_publishes_one_cohort_and_a_first_update_at_once() -> N
                 publisher.mark(stand_in)  # type: ignore[arg-type]
     for stand_in in runners:
         await publisher.settle(stand_in)  # type: ignore[arg-type]
+    assert publisher.task is not None
+    publisher.task.cancel()  # idle now; it would end on its own after IDLE_SECONDS
     # Every reply's first update went out in the first round, whatever its cohort.
     assert [turn for turn, _ in taken[: len(runners)]] == [first_round] * len(runners)
     later = taken[len(runners) :]
