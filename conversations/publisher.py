@@ -1,6 +1,6 @@
 """The worker's publisher: one task per worker that sends the updates of all its replies.
 
-Each reply belongs to one of COHORTS cohorts, dealt out in turn as replies start. Every
+Each reply belongs to one of COHORTS cohorts, dealt out in turn at its first round. Every
 interval / COHORTS seconds a round takes the runners of the next cohort that have new
 text (and any reply's first update, so that it shows at once), renders each one's update,
 and writes their snapshots and frames to Redis in one round trip (the frame goes out in
@@ -60,8 +60,7 @@ class Publisher:
     def __init__(self) -> None:
         self.dirty: dict[ReplyRunner, None] = {}  # an ordered set
         self.cohorts: dict[ReplyRunner, int] = {}
-        self.next_cohort = 0  # dealt in turn to runners as they first have text
-        self.fresh: set[ReplyRunner] = set()  # runners with no update sent yet
+        self.next_cohort = 0  # dealt in turn to runners in their first round
         self.turn = 0  # the cohort of the latest round
         self.in_flight: frozenset[ReplyRunner] = frozenset()
         self.round_done: asyncio.Future[None] | None = None
@@ -72,10 +71,6 @@ class Publisher:
     def mark(self, runner: ReplyRunner) -> None:
         """`runner` has new text for its cohort's next round."""
         self.dirty[runner] = None
-        if runner not in self.cohorts:
-            self.cohorts[runner] = self.next_cohort
-            self.next_cohort = (self.next_cohort + 1) % COHORTS
-            self.fresh.add(runner)
         self.wake.set()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
@@ -84,7 +79,6 @@ class Publisher:
         """Take `runner` out, once a round that carries its update is over."""
         self.dirty.pop(runner, None)
         self.cohorts.pop(runner, None)
-        self.fresh.discard(runner)
         while runner in self.in_flight and self.round_done is not None:
             await asyncio.shield(self.round_done)
 
@@ -95,11 +89,8 @@ class Publisher:
                 return  # idle: mark() starts a new task
             began = loop.time()
             self.turn = (self.turn + 1) % COHORTS
-            due = [
-                runner
-                for runner in self.dirty
-                if self.cohorts[runner] == self.turn or runner in self.fresh
-            ]
+            # A runner with no cohort yet has sent no update: its first goes out now.
+            due = [r for r in self.dirty if self.cohorts.get(r, self.turn) == self.turn]
             if due:
                 await self._round(due)
             pause = max(0.0, self.interval / COHORTS - (loop.time() - began))
@@ -121,7 +112,9 @@ class Publisher:
     async def _round(self, runners: list[ReplyRunner]) -> None:
         for runner in runners:
             del self.dirty[runner]
-            self.fresh.discard(runner)
+            if runner not in self.cohorts:
+                self.cohorts[runner] = self.next_cohort
+                self.next_cohort = (self.next_cohort + 1) % COHORTS
         self.in_flight = frozenset(runners)
         self.round_done = asyncio.get_running_loop().create_future()
         try:

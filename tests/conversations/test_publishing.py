@@ -90,7 +90,7 @@ async def test_each_round_publishes_one_cohort_and_a_first_update_at_once() -> N
             rounds.append([])
         rounds[-1].append(one)
     assert all(len(r) == 2 for r in rounds[:-1])
-    assert not publisher.dirty and not publisher.cohorts and not publisher.fresh
+    assert not publisher.dirty and not publisher.cohorts
 
 
 @pytest.mark.parametrize("appended", ["", "<p>done &amp; dusted</p>\n"])
