@@ -670,9 +670,11 @@ class MockUpstream:
 
 
 async def _watch_eof(reader: asyncio.StreamReader) -> float:
-    """Return when the client closes its side (no pipelining: nothing else comes mid-reply)."""
-    while await reader.read(65536):
-        pass
+    """Return when the client closes its side, or resets the connection (an aborted socket,
+    as the engine's is when a reply is stopped); no pipelining: nothing else comes mid-reply."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(65536):
+            pass
     return time.monotonic()
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
+from urllib.parse import urlsplit
+
 import ollama
 import openai
 import pytest
@@ -84,3 +89,21 @@ def test_it_records_requests_and_a_client_that_hangs_up(mock: MockUpstream):
     record = mock.wait_for_disconnect(within=1.0)
     assert record.cut_by_client and record.tokens_sent < 50
     assert mock.requests[-1].body == {"model": "qwen3:8b", "messages": HI}
+
+
+def test_it_records_a_client_that_resets_the_connection(mock: MockUpstream):
+    """An aborted socket (the engine's, when a reply is stopped) sends a reset, not a close:
+    the mock still sees the client go, while it waits between two tokens."""
+    mock.script(tokens=50, delay=0.5)
+    host, port = urlsplit(mock.url).hostname, urlsplit(mock.url).port
+    body = json.dumps({"model": "qwen3:8b", "messages": HI}).encode()
+    with socket.create_connection((host, port)) as client:
+        client.sendall(
+            b"POST /api/chat HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+        # Linger on with a zero timeout: close() sends RST at once.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    record = mock.wait_for_disconnect(within=0.4)
+    assert record.cut_by_client and record.tokens_sent < 50
