@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import Client
 
 from accounts.models import User
@@ -62,10 +64,14 @@ def daphne_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) 
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_database_pool(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
-    """Give PostgreSQL's pooled connections back before the test database is dropped."""
+    """Close the suite's connections before the test database is dropped: PostgreSQL
+    refuses to drop a database someone is still connected to."""
     yield
     from django.db import connections
 
+    # The async ORM's calls made outside a request (by tests and their fixtures) run on
+    # asgiref's one sync thread, whose connection only that thread can close.
+    asyncio.run(sync_to_async(connections.close_all)())
     for connection in connections.all():
         if hasattr(connection, "close_pool"):
             connection.close_pool()
