@@ -95,9 +95,9 @@ def test_it_records_a_client_that_resets_the_connection(mock: MockUpstream):
     """An aborted socket (the engine's, when a reply is stopped) sends a reset, not a close:
     the mock still sees the client go, while it waits between two tokens."""
     mock.script(tokens=50, delay=0.5)
-    host, port = urlsplit(mock.url).hostname, urlsplit(mock.url).port
+    address = urlsplit(mock.url)
     body = json.dumps({"model": "qwen3:8b", "messages": HI}).encode()
-    with socket.create_connection((host, port)) as client:
+    with socket.create_connection((address.hostname, address.port)) as client:
         client.sendall(
             b"POST /api/chat HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
